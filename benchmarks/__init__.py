@@ -1,0 +1,1 @@
+"""Reproducible performance runs that print JSON."""

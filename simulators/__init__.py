@@ -1,0 +1,1 @@
+"""Charger simulator and load driver. Speaks OCPP over the wire only."""

@@ -1,0 +1,1 @@
+"""Persistence behind one async interface; SQLite (aiosqlite) is the embedded default."""

@@ -1,0 +1,1 @@
+"""The webhook emitter: event envelope, subscriptions, signing, ordered delivery. Knows nothing of OCPP."""
