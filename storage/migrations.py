@@ -1,0 +1,68 @@
+"""Versioned schema migrations: ``storage/migrations/NNNN_name.sql``, applied in order at start.
+
+Each file runs once, inside one transaction together with its row in ``schema_migrations``, so
+a crash mid-migration leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available() -> list[Migration]:
+    """The migration files shipped in this package, by version."""
+    found = []
+    for entry in resources.files("storage").joinpath("migrations").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a version: {versions}")
+    return found
+
+
+async def apply(conn: aiosqlite.Connection) -> list[int]:
+    """Apply the migrations not yet applied; return their versions."""
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+    )
+    async with conn.execute("SELECT version FROM schema_migrations") as cursor:
+        done = {row[0] async for row in cursor}
+    applied = []
+    for migration in available():
+        if migration.version in done:
+            continue
+        log.info("applying migration %04d_%s", migration.version, migration.name)
+        # executescript() commits first; wrap the file and its record in one transaction.
+        try:
+            await conn.executescript(
+                "BEGIN IMMEDIATE;\n"
+                + migration.sql
+                + f"\nINSERT INTO schema_migrations (version, name) VALUES ({migration.version},"
+                f" '{migration.name}');\nCOMMIT;"
+            )
+        except Exception:
+            if conn.in_transaction:
+                await conn.rollback()
+            raise
+        applied.append(migration.version)
+    return applied

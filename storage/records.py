@@ -1,0 +1,178 @@
+"""Rows as frozen dataclasses: what the store reads and what a unit of work writes.
+
+Writers send whole rows (upserts), never field patches, so a batch of several units of work
+can be grouped by statement without changing the result: the last row written wins, and each
+row has one owner (the charger's session for ``ChargerState``/``Connector``/``Transaction``,
+the admin API for ``ChargerRegistration``/``IdTag``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+JSONDict = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargerRegistration:
+    id: str
+    password_hash: str | None
+    description: str
+    registration_policy: str  # Accepted | Pending | Rejected
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargerState:
+    charger_id: str
+    registration_status: str | None = None  # None: never booted
+    boot: JSONDict | None = None
+    booted_at: str | None = None
+    connected: bool = False
+    connected_at: str | None = None
+    disconnected_at: str | None = None
+    last_seen_at: str | None = None
+    remote_address: str | None = None
+    last_sequence: int = 0
+    firmware_status: str | None = None
+    diagnostics_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connector:
+    charger_id: str
+    connector_id: int
+    status: str
+    error_code: str
+    info: str | None
+    vendor_id: str | None
+    vendor_error_code: str | None
+    status_timestamp: str | None
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transaction:
+    id: int
+    charger_id: str
+    connector_id: int
+    id_tag: str
+    id_tag_status: str
+    meter_start: int
+    started_at: str
+    reservation_id: int | None
+    command_id: str | None
+    meter_stop: int | None
+    stopped_at: str | None
+    stop_reason: str | None
+    stop_id_tag: str | None
+    last_meter: JSONDict | None
+    energy_wh: float | None
+    created_at: str
+    updated_at: str
+
+    @property
+    def active(self) -> bool:
+        return self.stopped_at is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeterSample:
+    """One ``meterValue`` element as received (its sampled values kept raw)."""
+
+    charger_id: str
+    connector_id: int
+    transaction_id: int | None
+    timestamp: str
+    digest: str
+    sampled_value: list[JSONDict]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdTag:
+    id_tag: str
+    status: str  # Accepted | Blocked | Expired | Invalid | ConcurrentTx
+    expiry_date: str | None
+    parent_id_tag: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """A stored event; ``pos`` (global commit order) is set by the store when read back."""
+
+    id: str
+    type: str
+    charger_id: str | None
+    sequence: int | None
+    timestamp: str
+    data: JSONDict
+    pos: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Meta:
+    """A small setting the server keeps for itself (e.g. the generated API token's hash)."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete one row of a table by its key (``table`` names a record type)."""
+
+    table: str  # "chargers" | "id_tags"
+    key: str
+
+
+Record = (
+    ChargerRegistration
+    | ChargerState
+    | Connector
+    | Transaction
+    | MeterSample
+    | IdTag
+    | Event
+    | Meta
+)
+
+
+@dataclass(slots=True)
+class UnitOfWork:
+    """What one OCPP message (or API call) changes; committed in one transaction or not at all."""
+
+    writes: list[Record | Delete] = field(default_factory=list)
+
+    def put(self, *records: Record | Delete) -> UnitOfWork:
+        self.writes.extend(records)
+        return self
+
+    @property
+    def events(self) -> list[Event]:
+        return [w for w in self.writes if isinstance(w, Event)]
+
+    def __bool__(self) -> bool:
+        return bool(self.writes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventFilter:
+    types: tuple[str, ...] = ()  # exact names or globs (*, ?)
+    charger_id: str | None = None
+    since: str | None = None
+    until: str | None = None
+    ascending: bool = False
+    limit: int = 20
+    starting_after: str | None = None  # an event id

@@ -1,0 +1,603 @@
+"""The embedded default store: SQLite through aiosqlite, WAL mode, group commit.
+
+Two connections: one writer, fed by a group committer, and one reader for the API and for
+loading state, so reads never queue behind writes (WAL lets them run side by side).
+
+Group commit: units of work that arrive while a transaction is being written wait, and are
+then written together in the next transaction, grouped by statement (``executemany``). Each
+caller's ``commit()`` returns only once its unit is durable, so an OCPP reply sent after it
+is never ahead of the store. ``synchronous=NORMAL`` in WAL mode keeps every committed
+transaction through a process crash (kill -9), not through a power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from storage import migrations
+from storage.records import (
+    ChargerRegistration,
+    ChargerState,
+    Connector,
+    Delete,
+    Event,
+    EventFilter,
+    IdTag,
+    Meta,
+    MeterSample,
+    Page,
+    Record,
+    Transaction,
+    UnitOfWork,
+)
+
+log = logging.getLogger(__name__)
+
+CommitListener = Callable[[Sequence[Event]], None]
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+_SQL: dict[type, str] = {
+    ChargerRegistration: (
+        "INSERT INTO chargers (id, password_hash, description, registration_policy, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+        " password_hash = excluded.password_hash, description = excluded.description,"
+        " registration_policy = excluded.registration_policy, updated_at = excluded.updated_at"
+    ),
+    ChargerState: (
+        "INSERT OR REPLACE INTO charger_state (charger_id, registration_status, boot, booted_at,"
+        " connected, connected_at, disconnected_at, last_seen_at, remote_address, last_sequence,"
+        " firmware_status, diagnostics_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    Connector: (
+        "INSERT OR REPLACE INTO connectors (charger_id, connector_id, status, error_code, info,"
+        " vendor_id, vendor_error_code, status_timestamp, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    Transaction: (
+        "INSERT OR REPLACE INTO transactions (id, charger_id, connector_id, id_tag, id_tag_status,"
+        " meter_start, started_at, reservation_id, command_id, meter_stop, stopped_at,"
+        " stop_reason, stop_id_tag, last_meter, energy_wh, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    MeterSample: (
+        "INSERT INTO meter_values (charger_id, connector_id, transaction_id, timestamp, digest,"
+        " sampled_value) VALUES (?, ?, ?, ?, ?, ?)"
+    ),
+    IdTag: (
+        "INSERT OR REPLACE INTO id_tags (id_tag, status, expiry_date, parent_id_tag, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+    ),
+    Meta: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+    Event: (
+        "INSERT INTO events (id, type, charger_id, sequence, timestamp, data)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
+    ),
+}
+
+_DELETE_SQL = {
+    "chargers": "DELETE FROM chargers WHERE id = ?",
+    "charger_state": "DELETE FROM charger_state WHERE charger_id = ?",
+    "connectors": "DELETE FROM connectors WHERE charger_id = ?",
+    "id_tags": "DELETE FROM id_tags WHERE id_tag = ?",
+}
+
+
+def _params(record: Record | Delete) -> tuple[str, tuple[Any, ...]]:
+    match record:
+        case Delete(table=table, key=key):
+            return _DELETE_SQL[table], (key,)
+        case ChargerRegistration():
+            r = record
+            params: tuple[Any, ...] = (
+                r.id,
+                r.password_hash,
+                r.description,
+                r.registration_policy,
+                r.created_at,
+                r.updated_at,
+            )
+        case ChargerState():
+            s = record
+            params = (
+                s.charger_id,
+                s.registration_status,
+                _dumps(s.boot),
+                s.booted_at,
+                int(s.connected),
+                s.connected_at,
+                s.disconnected_at,
+                s.last_seen_at,
+                s.remote_address,
+                s.last_sequence,
+                s.firmware_status,
+                s.diagnostics_status,
+            )
+        case Connector():
+            c = record
+            params = (
+                c.charger_id,
+                c.connector_id,
+                c.status,
+                c.error_code,
+                c.info,
+                c.vendor_id,
+                c.vendor_error_code,
+                c.status_timestamp,
+                c.updated_at,
+            )
+        case Transaction():
+            t = record
+            params = (
+                t.id,
+                t.charger_id,
+                t.connector_id,
+                t.id_tag,
+                t.id_tag_status,
+                t.meter_start,
+                t.started_at,
+                t.reservation_id,
+                t.command_id,
+                t.meter_stop,
+                t.stopped_at,
+                t.stop_reason,
+                t.stop_id_tag,
+                _dumps(t.last_meter),
+                t.energy_wh,
+                t.created_at,
+                t.updated_at,
+            )
+        case MeterSample():
+            m = record
+            params = (
+                m.charger_id,
+                m.connector_id,
+                m.transaction_id,
+                m.timestamp,
+                m.digest,
+                _dumps(m.sampled_value),
+            )
+        case IdTag():
+            i = record
+            params = (i.id_tag, i.status, i.expiry_date, i.parent_id_tag)
+            params += (i.created_at, i.updated_at)
+        case Meta():
+            params = (record.key, record.value)
+        case Event():
+            e = record
+            params = (e.id, e.type, e.charger_id, e.sequence, e.timestamp, _dumps(e.data))
+        case _:
+            raise TypeError(f"cannot store {type(record).__name__}")
+    return _SQL[type(record)], params
+
+
+def _statements(units: Iterable[UnitOfWork]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Group the rows of several units by statement, keeping each statement's row order.
+
+    Rows are whole-row upserts and inserts, so grouping keeps the outcome; a Delete breaks
+    that argument, so a batch with one is written strictly in order instead.
+    """
+    writes = [w for unit in units for w in unit.writes]
+    if any(isinstance(w, Delete) for w in writes):
+        runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for write in writes:
+            sql, params = _params(write)
+            if runs and runs[-1][0] == sql:
+                runs[-1][1].append(params)
+            else:
+                runs.append((sql, [params]))
+        return runs
+    grouped: dict[str, list[tuple[Any, ...]]] = {}
+    for write in writes:
+        sql, params = _params(write)
+        grouped.setdefault(sql, []).append(params)
+    return list(grouped.items())
+
+
+class SqliteStore:
+    """Storage on one SQLite file. Open with ``await SqliteStore.open(path)``."""
+
+    def __init__(self, path: str, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+        self.path = path
+        self._writer = writer  # only the group committer writes through it
+        self._reader = reader  # reads of committed state
+        self._pending: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
+        self._wakeup = asyncio.Event()
+        self._listeners: list[CommitListener] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteStore:
+        if path != ":memory:":
+            Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+        writer = await _connect(path)
+        try:
+            await migrations.apply(writer)
+            reader = await _connect(path)
+        except BaseException:
+            await writer.close()
+            raise
+        store = cls(path, writer, reader)
+        store._committer = asyncio.create_task(store._run_committer(), name="sqlite-committer")
+        return store
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+        if self._committer is not None:
+            await self._committer
+        await self._reader.close()
+        await self._writer.close()
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Called after every commit that wrote events (to wake the delivery engine)."""
+        self._listeners.append(listener)
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def commit(self, unit: UnitOfWork) -> None:
+        """Write the unit in one transaction; return once it is durable."""
+        if not unit:
+            return
+        if self._closed:
+            raise RuntimeError("store is closed")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((unit, future))
+        self._wakeup.set()
+        # Shielded: a cancelled caller must not cancel a write other callers share.
+        await asyncio.shield(future)
+
+    async def _run_committer(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._write_batch(batch)
+            elif self._closed:
+                return
+
+    async def _write_batch(self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]) -> None:
+        try:
+            await self._transaction([unit for unit, _ in batch])
+        except Exception:
+            if len(batch) == 1:
+                _, future = batch[0]
+                log.exception("commit failed")
+                if not future.done():
+                    future.set_exception(_commit_error())
+                return
+            # One bad unit must not fail the others: write them one by one.
+            for item in batch:
+                await self._write_batch([item])
+            return
+        events = [event for unit, _ in batch for event in unit.events]
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+        if events:
+            for listener in self._listeners:
+                try:
+                    listener(events)
+                except Exception:
+                    log.exception("commit listener failed")
+
+    async def _transaction(self, units: list[UnitOfWork]) -> None:
+        conn = self._writer
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in _statements(units):
+                await conn.executemany(sql, rows)
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        async with self._reader.execute("SELECT 1") as cursor:
+            await cursor.fetchone()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        async with self._reader.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else row[0]
+
+    async def get_registration(self, charger_id: str) -> ChargerRegistration | None:
+        row = await self._one("SELECT * FROM chargers WHERE id = ?", (charger_id,))
+        return None if row is None else _registration(row)
+
+    async def list_registrations(
+        self, *, limit: int, starting_after: str | None = None
+    ) -> Page[ChargerRegistration]:
+        sql, params = "SELECT * FROM chargers", []
+        if starting_after is not None:
+            sql += " WHERE id > ?"
+            params.append(starting_after)
+        rows = await self._all(sql + " ORDER BY id LIMIT ?", [*params, limit + 1])
+        return Page(items=[_registration(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def get_charger_state(self, charger_id: str) -> ChargerState | None:
+        row = await self._one("SELECT * FROM charger_state WHERE charger_id = ?", (charger_id,))
+        return None if row is None else _charger_state(row)
+
+    async def get_charger_states(self, charger_ids: Sequence[str]) -> dict[str, ChargerState]:
+        if not charger_ids:
+            return {}
+        marks = ",".join("?" * len(charger_ids))
+        rows = await self._all(
+            f"SELECT * FROM charger_state WHERE charger_id IN ({marks})", list(charger_ids)
+        )
+        return {row["charger_id"]: _charger_state(row) for row in rows}
+
+    async def connected_charger_ids(self) -> list[str]:
+        rows = await self._all("SELECT charger_id FROM charger_state WHERE connected = 1")
+        return [row[0] for row in rows]
+
+    async def get_connectors(self, charger_id: str) -> list[Connector]:
+        rows = await self._all(
+            "SELECT * FROM connectors WHERE charger_id = ? ORDER BY connector_id", (charger_id,)
+        )
+        return [_connector(r) for r in rows]
+
+    async def get_connectors_of(self, charger_ids: Sequence[str]) -> dict[str, list[Connector]]:
+        if not charger_ids:
+            return {}
+        marks = ",".join("?" * len(charger_ids))
+        rows = await self._all(
+            f"SELECT * FROM connectors WHERE charger_id IN ({marks})"
+            " ORDER BY charger_id, connector_id",
+            list(charger_ids),
+        )
+        result: dict[str, list[Connector]] = {}
+        for row in rows:
+            result.setdefault(row["charger_id"], []).append(_connector(row))
+        return result
+
+    async def max_transaction_id(self) -> int:
+        row = await self._one("SELECT COALESCE(MAX(id), 0) FROM transactions")
+        return int(row[0]) if row else 0
+
+    async def get_transaction(self, transaction_id: int) -> Transaction | None:
+        row = await self._one("SELECT * FROM transactions WHERE id = ?", (transaction_id,))
+        return None if row is None else _transaction(row)
+
+    async def active_transactions(self, charger_id: str) -> list[Transaction]:
+        rows = await self._all(
+            "SELECT * FROM transactions WHERE charger_id = ? AND stopped_at IS NULL ORDER BY id",
+            (charger_id,),
+        )
+        return [_transaction(r) for r in rows]
+
+    async def find_transaction_by_start(
+        self, *, charger_id: str, connector_id: int, id_tag: str, started_at: str, meter_start: int
+    ) -> Transaction | None:
+        row = await self._one(
+            "SELECT * FROM transactions WHERE charger_id = ? AND connector_id = ?"
+            " AND started_at = ? AND id_tag = ? AND meter_start = ? ORDER BY id LIMIT 1",
+            (charger_id, connector_id, started_at, id_tag, meter_start),
+        )
+        return None if row is None else _transaction(row)
+
+    async def list_transactions(
+        self,
+        *,
+        charger_id: str | None = None,
+        active: bool | None = None,
+        limit: int,
+        starting_after: int | None = None,
+    ) -> Page[Transaction]:
+        where, params = _where(
+            ("charger_id = ?", charger_id),
+            ("id < ?", starting_after),
+        )
+        if active is not None:
+            where.append("stopped_at IS NULL" if active else "stopped_at IS NOT NULL")
+        sql = "SELECT * FROM transactions" + _clause(where) + " ORDER BY id DESC LIMIT ?"
+        rows = await self._all(sql, [*params, limit + 1])
+        return Page(items=[_transaction(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def meter_samples(self, transaction_id: int, *, limit: int = 10_000) -> list[MeterSample]:
+        rows = await self._all(
+            "SELECT * FROM meter_values WHERE transaction_id = ? ORDER BY id LIMIT ?",
+            (transaction_id, limit),
+        )
+        return [_meter_sample(r) for r in rows]
+
+    async def recent_meter_digests(self, charger_id: str, *, limit: int) -> list[str]:
+        rows = await self._all(
+            "SELECT digest FROM meter_values WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
+            (charger_id, limit),
+        )
+        return [row[0] for row in reversed(rows)]
+
+    async def get_id_tag(self, id_tag: str) -> IdTag | None:
+        row = await self._one("SELECT * FROM id_tags WHERE id_tag = ?", (id_tag,))
+        return None if row is None else _id_tag(row)
+
+    async def list_id_tags(self, *, limit: int, starting_after: str | None = None) -> Page[IdTag]:
+        where, params = _where(("id_tag > ?", starting_after))
+        rows = await self._all(
+            "SELECT * FROM id_tags" + _clause(where) + " ORDER BY id_tag LIMIT ?",
+            [*params, limit + 1],
+        )
+        return Page(items=[_id_tag(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def get_event(self, event_id: str) -> Event | None:
+        row = await self._one("SELECT * FROM events WHERE id = ?", (event_id,))
+        return None if row is None else _event(row)
+
+    async def list_events(self, query: EventFilter) -> Page[Event]:
+        where, params = _where(
+            ("charger_id = ?", query.charger_id),
+            ("timestamp >= ?", query.since),
+            ("timestamp < ?", query.until),
+        )
+        if query.types:
+            where.append("(" + " OR ".join("type GLOB ?" for _ in query.types) + ")")
+            params.extend(query.types)
+        if query.starting_after is not None:
+            anchor = await self._one("SELECT pos FROM events WHERE id = ?", (query.starting_after,))
+            if anchor is None:
+                raise LookupError(query.starting_after)
+            where.append("pos > ?" if query.ascending else "pos < ?")
+            params.append(anchor[0])
+        order = "ASC" if query.ascending else "DESC"
+        sql = "SELECT * FROM events" + _clause(where) + f" ORDER BY pos {order} LIMIT ?"
+        rows = await self._all(sql, [*params, query.limit + 1])
+        items = [_event(r) for r in rows[: query.limit]]
+        return Page(items=items, has_more=len(rows) > query.limit)
+
+    async def events_of_charger(self, charger_id: str) -> list[Event]:
+        rows = await self._all(
+            "SELECT * FROM events WHERE charger_id = ? ORDER BY pos", (charger_id,)
+        )
+        return [_event(r) for r in rows]
+
+
+async def _connect(path: str) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = NORMAL")
+    await conn.execute("PRAGMA busy_timeout = 5000")
+    await conn.execute("PRAGMA foreign_keys = OFF")
+    return conn
+
+
+def _commit_error() -> RuntimeError:
+    return RuntimeError("the store could not commit this change")
+
+
+def _where(*conditions: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    where, params = [], []
+    for clause, value in conditions:
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    return where, params
+
+
+def _clause(where: list[str]) -> str:
+    return (" WHERE " + " AND ".join(where)) if where else ""
+
+
+def _registration(row: aiosqlite.Row) -> ChargerRegistration:
+    return ChargerRegistration(
+        id=row["id"],
+        password_hash=row["password_hash"],
+        description=row["description"],
+        registration_policy=row["registration_policy"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _charger_state(row: aiosqlite.Row) -> ChargerState:
+    return ChargerState(
+        charger_id=row["charger_id"],
+        registration_status=row["registration_status"],
+        boot=_loads(row["boot"]),
+        booted_at=row["booted_at"],
+        connected=bool(row["connected"]),
+        connected_at=row["connected_at"],
+        disconnected_at=row["disconnected_at"],
+        last_seen_at=row["last_seen_at"],
+        remote_address=row["remote_address"],
+        last_sequence=row["last_sequence"],
+        firmware_status=row["firmware_status"],
+        diagnostics_status=row["diagnostics_status"],
+    )
+
+
+def _connector(row: aiosqlite.Row) -> Connector:
+    return Connector(
+        charger_id=row["charger_id"],
+        connector_id=row["connector_id"],
+        status=row["status"],
+        error_code=row["error_code"],
+        info=row["info"],
+        vendor_id=row["vendor_id"],
+        vendor_error_code=row["vendor_error_code"],
+        status_timestamp=row["status_timestamp"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _transaction(row: aiosqlite.Row) -> Transaction:
+    return Transaction(
+        id=row["id"],
+        charger_id=row["charger_id"],
+        connector_id=row["connector_id"],
+        id_tag=row["id_tag"],
+        id_tag_status=row["id_tag_status"],
+        meter_start=row["meter_start"],
+        started_at=row["started_at"],
+        reservation_id=row["reservation_id"],
+        command_id=row["command_id"],
+        meter_stop=row["meter_stop"],
+        stopped_at=row["stopped_at"],
+        stop_reason=row["stop_reason"],
+        stop_id_tag=row["stop_id_tag"],
+        last_meter=_loads(row["last_meter"]),
+        energy_wh=row["energy_wh"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _meter_sample(row: aiosqlite.Row) -> MeterSample:
+    return MeterSample(
+        charger_id=row["charger_id"],
+        connector_id=row["connector_id"],
+        transaction_id=row["transaction_id"],
+        timestamp=row["timestamp"],
+        digest=row["digest"],
+        sampled_value=_loads(row["sampled_value"]),
+    )
+
+
+def _id_tag(row: aiosqlite.Row) -> IdTag:
+    return IdTag(
+        id_tag=row["id_tag"],
+        status=row["status"],
+        expiry_date=row["expiry_date"],
+        parent_id_tag=row["parent_id_tag"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _event(row: aiosqlite.Row) -> Event:
+    return Event(
+        id=row["id"],
+        type=row["type"],
+        charger_id=row["charger_id"],
+        sequence=row["sequence"],
+        timestamp=row["timestamp"],
+        data=_loads(row["data"]),
+        pos=row["pos"],
+    )
