@@ -124,6 +124,15 @@ class Meta:
 
 
 @dataclass(frozen=True, slots=True)
+class Statement:
+    """A raw SQL write, for the store's own modules (e.g. webhook tables), never for callers
+    outside ``storage/``. Grouped with other statements of the same text like any record."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Delete:
     """Delete one row of a table by its key (``table`` names a record type)."""
 
@@ -147,9 +156,9 @@ Record = (
 class UnitOfWork:
     """What one OCPP message (or API call) changes; committed in one transaction or not at all."""
 
-    writes: list[Record | Delete] = field(default_factory=list)
+    writes: list[Record | Delete | Statement] = field(default_factory=list)
 
-    def put(self, *records: Record | Delete) -> UnitOfWork:
+    def put(self, *records: Record | Delete | Statement) -> UnitOfWork:
         self.writes.extend(records)
         return self
 

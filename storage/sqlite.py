@@ -34,6 +34,7 @@ from storage.records import (
     MeterSample,
     Page,
     Record,
+    Statement,
     Transaction,
     UnitOfWork,
 )
@@ -97,8 +98,10 @@ _DELETE_SQL = {
 }
 
 
-def _params(record: Record | Delete) -> tuple[str, tuple[Any, ...]]:
+def _params(record: Record | Delete | Statement) -> tuple[str, tuple[Any, ...]]:
     match record:
+        case Statement(sql=sql, params=params):
+            return sql, params
         case Delete(table=table, key=key):
             return _DELETE_SQL[table], (key,)
         case ChargerRegistration():
@@ -188,11 +191,12 @@ def _params(record: Record | Delete) -> tuple[str, tuple[Any, ...]]:
 def _statements(units: Iterable[UnitOfWork]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """Group the rows of several units by statement, keeping each statement's row order.
 
-    Rows are whole-row upserts and inserts, so grouping keeps the outcome; a Delete breaks
-    that argument, so a batch with one is written strictly in order instead.
+    Rows are whole-row upserts and inserts, so grouping keeps the outcome; a Delete or a raw
+    Statement breaks that argument, so a batch with one is written in order instead (runs of
+    the same statement still go together).
     """
     writes = [w for unit in units for w in unit.writes]
-    if any(isinstance(w, Delete) for w in writes):
+    if any(isinstance(w, Delete | Statement) for w in writes):
         runs: list[tuple[str, list[tuple[Any, ...]]]] = []
         for write in writes:
             sql, params = _params(write)
@@ -314,13 +318,17 @@ class SqliteStore:
         async with self._reader.execute("SELECT 1") as cursor:
             await cursor.fetchone()
 
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """Committed rows; for the store's own modules (SQL stays inside ``storage/``)."""
         async with self._reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         async with self._reader.execute(sql, params) as cursor:
             return await cursor.fetchone()
+
+    _all = fetch_all
+    _one = fetch_one
 
     async def get_meta(self, key: str) -> str | None:
         row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
