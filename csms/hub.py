@@ -1,0 +1,291 @@
+"""The chargers the server knows: one ``ChargerRuntime`` each, and the only path to change them.
+
+Every change to a charger (an OCPP message, a connect or disconnect, an API edit, a command
+outcome) runs through ``ChargerHub.apply()``: under the charger's lock, a pure function turns
+the current snapshot into an ``Outcome``; the outcome's rows and events commit in one store
+transaction; only then does the in-memory snapshot move on and the caller get its reply. One
+lock per charger keeps its event sequence gapless and ordered; chargers never wait for each
+other except inside the store's group commit, which they share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from csms.ids import IdSource
+from csms.protocol import core
+from csms.protocol.core import DomainEvent, Outcome, Reject
+from csms.protocol.frames import Call, CallError, CallResult
+from csms.protocol.state import ChargerSnapshot, CoreSettings, LookupRequest, Lookups
+from csms.protocol.timefmt import format_timestamp
+from storage.records import ChargerRegistration, Delete, Event, UnitOfWork
+from storage.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Connection(Protocol):
+    """What the hub needs of a live charger socket (implemented in ``csms/session.py``)."""
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class ChargerRuntime:
+    charger_id: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    snapshot: ChargerSnapshot | None = None  # None until first loaded from the store
+    connection: Connection | None = None  # the live socket, newest wins
+
+
+class ChargerHub:
+    def __init__(
+        self,
+        store: SqliteStore,
+        ids: IdSource,
+        settings: CoreSettings,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.ids = ids
+        self.settings = settings
+        self.clock = clock
+        self._runtimes: dict[str, ChargerRuntime] = {}
+        # Whether anyone wants a given event type; set by the webhook service when present,
+        # so raw ``ocpp.message`` events are stored only when an endpoint asked for them.
+        self.wants: Callable[[str], bool] = lambda event_type: False
+        # Receives chargers' answers to CSMS-initiated calls (the command dispatcher).
+        self.answer_handler: Callable[[str, CallResult | CallError], Awaitable[None]] | None = None
+
+    def runtime(self, charger_id: str) -> ChargerRuntime:
+        runtime = self._runtimes.get(charger_id)
+        if runtime is None:
+            runtime = self._runtimes[charger_id] = ChargerRuntime(charger_id)
+        return runtime
+
+    def connection_of(self, charger_id: str) -> Connection | None:
+        runtime = self._runtimes.get(charger_id)
+        return runtime.connection if runtime else None
+
+    def connected_count(self) -> int:
+        return sum(1 for r in self._runtimes.values() if r.connection is not None)
+
+    async def _load(self, runtime: ChargerRuntime) -> ChargerSnapshot:
+        if runtime.snapshot is not None:
+            return runtime.snapshot
+        charger_id = runtime.charger_id
+        registration = await self.store.get_registration(charger_id)
+        snapshot = ChargerSnapshot.new(charger_id, registration)
+        state = await self.store.get_charger_state(charger_id)
+        if state is not None:
+            connectors = await self.store.get_connectors(charger_id)
+            active = await self.store.active_transactions(charger_id)
+            digests = await self.store.recent_meter_digests(charger_id, limit=256)
+            snapshot = replace(
+                snapshot,
+                state=state,
+                connectors={c.connector_id: c for c in connectors},
+                active={t.id: t for t in active},
+                recent_digests=tuple(digests),
+            )
+        runtime.snapshot = snapshot
+        return snapshot
+
+    async def apply(
+        self,
+        charger_id: str,
+        step: Callable[[ChargerSnapshot], Outcome],
+        *,
+        extra: Callable[[ChargerSnapshot, Outcome], list[Event]] | None = None,
+    ) -> Outcome:
+        """Run ``step`` on the charger's snapshot and make its outcome durable."""
+        runtime = self.runtime(charger_id)
+        async with runtime.lock:
+            before = await self._load(runtime)
+            outcome = step(before)
+            stamp = format_timestamp(self.clock())
+            after, unit = core.finish(before, outcome, stamp=stamp, ids=self.ids)
+            if extra is not None:
+                unit.put(*extra(after, outcome))
+            await self.store.commit(unit)
+            runtime.snapshot = after
+            return outcome
+
+    # -- OCPP -------------------------------------------------------------------------------
+
+    async def handle_call(self, charger_id: str, call: Call, raw: str | None = None) -> Any:
+        """Answer a charger's CALL: a reply payload, or a ``Reject`` for a CALLERROR."""
+        runtime = self.runtime(charger_id)
+        snapshot = runtime.snapshot or await self._load(runtime)
+        lookups = await self._lookups(charger_id, core.lookups_needed(snapshot, call))
+        now = self.clock()
+        trace = self.wants("ocpp.message")
+
+        def step(current: ChargerSnapshot) -> Outcome:
+            return core.handle(
+                current, call, lookups, now=now, ids=self.ids, settings=self.settings
+            )
+
+        def frames(after: ChargerSnapshot, outcome: Outcome) -> list[Event]:
+            return self._trace(charger_id, call, raw, outcome) if trace else []
+
+        outcome = await self.apply(charger_id, step, extra=frames)
+        return outcome.reply
+
+    async def _lookups(self, charger_id: str, request: LookupRequest) -> Lookups:
+        if not request:
+            return Lookups()
+        id_tag = await self.store.get_id_tag(request.id_tag) if request.id_tag else None
+        transaction = None
+        if request.transaction_id is not None:
+            transaction = await self.store.get_transaction(request.transaction_id)
+        elif request.start_key is not None:
+            connector_id, id_tag_text, started_at, meter_start = request.start_key
+            transaction = await self.store.find_transaction_by_start(
+                charger_id=charger_id,
+                connector_id=connector_id,
+                id_tag=id_tag_text,
+                started_at=started_at,
+                meter_start=meter_start,
+            )
+        return Lookups(id_tag=id_tag, transaction=transaction)
+
+    def _trace(self, charger_id: str, call: Call, raw: str | None, outcome: Outcome) -> list[Event]:
+        stamp = format_timestamp(self.clock())
+        reply = outcome.reply
+        answer: Any = (
+            [4, call.unique_id, reply.error_code.value, reply.description, reply.details]
+            if isinstance(reply, Reject)
+            else [3, call.unique_id, reply]
+        )
+        return [
+            Event(
+                id=self.ids.event_id(),
+                type="ocpp.message",
+                charger_id=charger_id,
+                sequence=None,
+                timestamp=stamp,
+                data={"direction": direction, "message": message},
+            )
+            for direction, message in (
+                ("in", [2, call.unique_id, call.action, call.payload]),
+                ("out", answer),
+            )
+        ]
+
+    async def on_charger_answer(self, charger_id: str, frame: CallResult | CallError) -> None:
+        """A CALLRESULT/CALLERROR from a charger: the answer to one of our commands."""
+        if self.answer_handler is None:
+            log.info("%s: ignored an answer to no call of ours (%s)", charger_id, frame.unique_id)
+            return
+        await self.answer_handler(charger_id, frame)
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def attach(
+        self,
+        charger_id: str,
+        connection: Connection,
+        *,
+        remote_address: str | None,
+        security_profile: int,
+        registration: ChargerRegistration | None = None,
+    ) -> None:
+        """A charger connected: the newest connection wins (DESIGN 3)."""
+        runtime = self.runtime(charger_id)
+        now = self.clock()
+        old = runtime.connection
+
+        def step(snap: ChargerSnapshot) -> Outcome:
+            if registration is not None and snap.registration is None:
+                snap = replace(snap, registration=registration)
+            events: list[DomainEvent] = []
+            if old is not None or snap.state.connected:
+                gone = core.on_disconnect(snap, now=now, reason="replaced")
+                snap, events = gone.snapshot, list(gone.events)
+            came = core.on_connect(
+                snap, now=now, remote_address=remote_address, security_profile=security_profile
+            )
+            writes = [registration] if registration is not None else []
+            return replace(came, events=[*events, *came.events], writes=writes)
+
+        await self.apply(charger_id, step)
+        runtime.connection = connection
+        if old is not None:
+            log.info("%s: a new connection replaces the old one", charger_id)
+            await old.close(1000, "replaced by a newer connection")
+
+    async def detach(
+        self, charger_id: str, connection: Connection, *, reason: str, close_code: int | None
+    ) -> None:
+        """A socket closed; recorded only if it was still the charger's live connection."""
+        runtime = self.runtime(charger_id)
+        if runtime.connection is not connection:
+            return
+        runtime.connection = None
+        now = self.clock()
+        await self.apply(
+            charger_id,
+            lambda snap: core.on_disconnect(snap, now=now, reason=reason, close_code=close_code),
+        )
+
+    async def close_all(self, reason: str = "shutdown") -> None:
+        for runtime in list(self._runtimes.values()):
+            connection = runtime.connection
+            if connection is None:
+                continue
+            await self.detach(runtime.charger_id, connection, reason=reason, close_code=1001)
+            await connection.close(1001, "server shutting down")
+
+    async def recover_after_restart(self) -> int:
+        """Chargers the store still marks connected lost their socket with the last run."""
+        ids = await self.store.connected_charger_ids()
+        now = self.clock()
+        for charger_id in ids:
+            await self.apply(
+                charger_id, lambda snap: core.on_disconnect(snap, now=now, reason="restart")
+            )
+        return len(ids)
+
+    # -- registration (admin API) -----------------------------------------------------------
+
+    async def save_registration(self, registration: ChargerRegistration) -> None:
+        """Create or update a charger's registration; its snapshot follows."""
+
+        def step(snap: ChargerSnapshot) -> Outcome:
+            return Outcome(
+                snapshot=replace(snap, registration=registration),
+                reply={},
+                writes=[registration],
+            )
+
+        await self.apply(registration.id, step)
+
+    async def delete(self, charger_id: str) -> None:
+        """Forget a charger's registration and state (its events stay in the log)."""
+        runtime = self.runtime(charger_id)
+        connection = runtime.connection
+        if connection is not None:
+            await self.detach(charger_id, connection, reason="deleted", close_code=1008)
+            await connection.close(1008, "charger deleted")
+        async with runtime.lock:
+            await self.store.commit(
+                UnitOfWork().put(
+                    Delete("chargers", charger_id),
+                    Delete("charger_state", charger_id),
+                    Delete("connectors", charger_id),
+                )
+            )
+            self._runtimes.pop(charger_id, None)

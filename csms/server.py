@@ -1,0 +1,295 @@
+"""The OCPP-J 1.6 WebSocket endpoint: handshake, charger authentication, the frame loop.
+
+Handshake (OCPP-J 1.6, 3.1): the path is ``/ocpp/{chargerId}`` (URL-decoded, 1-48
+characters); an unregistered id gets HTTP 404 unless ``allow_unknown_chargers``; a charger
+with a password must send HTTP Basic auth with its id as user name (Security Whitepaper,
+profile 1; profile 2 when TLS is configured), else HTTP 401. Neither reaches OCPP handling.
+Subprotocol ``ocpp1.6`` is negotiated; a client that offers none we speak gets the handshake
+completed without the header and is then closed (3.1.2).
+
+Frames are handled one at a time per connection: parse (``frames.py``), hand the CALL to the
+hub (which commits before it returns), write the reply. Nothing here raises at the peer: a
+bad frame is a CALLERROR and the socket stays up (4.2.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import http
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from csms.config import OcppSettings
+from csms.hub import ChargerHub
+from csms.passwords import VerifiedCache, verify_password
+from csms.protocol.core import Reject
+from csms.protocol.frames import (
+    Call,
+    CallError,
+    CallResult,
+    ErrorCode,
+    FrameError,
+    encode_call_error,
+    encode_call_result,
+    parse_frame,
+)
+from csms.protocol.timefmt import format_timestamp
+from storage.records import ChargerRegistration
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = "ocpp1.6"
+MAX_ID_LENGTH = 48
+PING_INTERVAL = 20.0  # with PING_TIMEOUT: a dead peer is noticed within 40 s
+PING_TIMEOUT = 20.0
+MAX_FRAME_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the handshake proved a connection to be (kept on the connection object)."""
+
+    charger_id: str
+    registration: ChargerRegistration | None  # None: unknown, registered on connect
+    security_profile: int
+
+
+def charger_id_from_path(path: str) -> str | None:
+    """``/ocpp/{chargerId}`` -> the id, URL-decoded; None when the path is not one."""
+    parts = urlsplit(path).path.split("/")
+    if len(parts) != 3 or parts[0] != "" or parts[1] != "ocpp":
+        return None
+    charger_id = unquote(parts[2])
+    if not 1 <= len(charger_id) <= MAX_ID_LENGTH:
+        return None
+    if any(ord(c) < 0x20 or c in "/\x7f" for c in charger_id):
+        return None
+    return charger_id
+
+
+def basic_credentials(headers: Headers) -> tuple[str, str] | None:
+    header = headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+class OcppServer:
+    def __init__(self, hub: ChargerHub, settings: OcppSettings) -> None:
+        self.hub = hub
+        self.settings = settings
+        self._verified = VerifiedCache()
+        self._server: Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.settings.tls else "ws"
+        return f"{scheme}://{self.settings.host}:{self.port}/ocpp"
+
+    async def start(self) -> None:
+        ssl_context = None
+        if self.settings.tls:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        self._server = await serve(
+            self._handler,
+            self.settings.host,
+            self.settings.port,
+            process_request=self._process_request,
+            select_subprotocol=_select_subprotocol,
+            subprotocols=[SUBPROTOCOL],
+            compression=None,  # OCPP-J 5.1; and it nearly triples memory per idle socket
+            ping_interval=PING_INTERVAL,
+            ping_timeout=PING_TIMEOUT,
+            max_size=MAX_FRAME_BYTES,
+            server_header="chargehook",
+            ssl=ssl_context,
+        )
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)
+        await self.hub.close_all("shutdown")
+        self._server.close()
+        await self._server.wait_closed()
+
+    def forget_password(self, charger_id: str) -> None:
+        self._verified.forget(charger_id)
+
+    # -- handshake ------------------------------------------------------------------------
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        charger_id = charger_id_from_path(request.path)
+        if charger_id is None:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "expected /ocpp/{chargerId}\n")
+        registration = await self.hub.store.get_registration(charger_id)
+        if registration is None and not self.settings.allow_unknown_chargers:
+            log.info("refused unknown charger %r from %s", charger_id, _peer(connection))
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "unknown charger\n")
+        profile = 0
+        if registration is not None and registration.password_hash:
+            if not await self._authenticated(charger_id, registration.password_hash, request):
+                log.info(
+                    "refused charger %r from %s: bad credentials", charger_id, _peer(connection)
+                )
+                response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "unauthorized\n")
+                response.headers["WWW-Authenticate"] = 'Basic realm="chargehook", charset="UTF-8"'
+                return response
+            profile = 1
+        if self.settings.tls:
+            profile = 2 if profile else 0
+        connection.chargehook_identity = Identity(charger_id, registration, profile)  # type: ignore[attr-defined]
+        return None
+
+    async def _authenticated(self, charger_id: str, stored: str, request: Request) -> bool:
+        credentials = basic_credentials(request.headers)
+        if credentials is None or credentials[0] != charger_id:
+            return False
+        password = credentials[1]
+        if self._verified.known(charger_id, stored, password):
+            return True
+        # scrypt takes tens of ms: keep it off the event loop.
+        if await asyncio.to_thread(verify_password, password, stored):
+            self._verified.add(charger_id, stored, password)
+            return True
+        return False
+
+    # -- connection -----------------------------------------------------------------------
+
+    async def _handler(self, connection: ServerConnection) -> None:
+        identity: Identity = connection.chargehook_identity  # type: ignore[attr-defined]
+        charger_id = identity.charger_id
+        if connection.subprotocol != SUBPROTOCOL:
+            # OCPP-J 1.6, 3.1.2: complete the handshake without the header, then close.
+            log.info("%s: closing, no supported subprotocol offered", charger_id)
+            await connection.close(1002, "subprotocol ocpp1.6 required")
+            return
+        registration = identity.registration
+        new_registration = None
+        if registration is None:
+            stamp = format_timestamp(self.hub.clock())
+            new_registration = ChargerRegistration(
+                id=charger_id,
+                password_hash=None,
+                description="",
+                registration_policy="Accepted",
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        session = _Session(connection, charger_id)
+        await self.hub.attach(
+            charger_id,
+            session,
+            remote_address=_peer(connection),
+            security_profile=identity.security_profile,
+            registration=new_registration,
+        )
+        log.info("%s: connected from %s", charger_id, _peer(connection))
+        try:
+            async for message in connection:
+                await self._on_message(session, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            reason, code = _close_reason(connection)
+            log.info("%s: disconnected (%s, code %s)", charger_id, reason, code)
+            await asyncio.shield(
+                self.hub.detach(charger_id, session, reason=reason, close_code=code)
+            )
+
+    async def _on_message(self, session: _Session, message: str | bytes) -> None:
+        frame = parse_frame(message)
+        if isinstance(frame, Call):
+            try:
+                reply = await self.hub.handle_call(session.charger_id, frame, raw=None)
+            except Exception:
+                log.exception("%s: failed to handle %s", session.charger_id, frame.action)
+                reply = Reject(
+                    error_code=ErrorCode.INTERNAL_ERROR,
+                    description="the central system could not process this message",
+                )
+            if isinstance(reply, Reject):
+                await session.send(
+                    encode_call_error(
+                        frame.unique_id, reply.error_code, reply.description, reply.details
+                    )
+                )
+            else:
+                await session.send(encode_call_result(frame.unique_id, reply))
+        elif isinstance(frame, FrameError):
+            log.warning(
+                "%s: bad frame (%s: %s): %.200r",
+                session.charger_id,
+                frame.error_code,
+                frame.description,
+                message,
+            )
+            if frame.unique_id is not None:
+                await session.send(
+                    encode_call_error(frame.unique_id, frame.error_code, frame.description)
+                )
+        elif isinstance(frame, CallResult | CallError):
+            await self.hub.on_charger_answer(session.charger_id, frame)
+
+
+class _Session:
+    """The hub's handle on one live socket."""
+
+    def __init__(self, connection: ServerConnection, charger_id: str) -> None:
+        self.connection = connection
+        self.charger_id = charger_id
+        self.closed_by_server = False
+
+    async def send(self, text: str) -> None:
+        # A reply lost with its socket is re-sent by the charger (OCPP 1.6, 4.8).
+        with contextlib.suppress(ConnectionClosed):
+            await self.connection.send(text)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed_by_server = True
+        await self.connection.close(code, reason)
+
+
+def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> str | None:
+    return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
+
+
+def _close_reason(connection: ServerConnection) -> tuple[str, int | None]:
+    received = connection.protocol.close_rcvd
+    if received is not None:
+        return "closed", received.code
+    return "lost", connection.protocol.close_code
+
+
+def _peer(connection: ServerConnection) -> str | None:
+    address: Any = connection.remote_address
+    if isinstance(address, tuple) and address:
+        return f"{address[0]}:{address[1]}"
+    return None
