@@ -1,0 +1,34 @@
+"""OCPP dateTime values in and out (OCPP 1.6, 7.x "dateTime"; OCPP-J 1.6 schemas ``date-time``).
+
+Reading is lenient because real chargers are: whatever ``datetime.fromisoformat`` accepts in
+Python 3.11 (a trailing ``Z``, any offset, no offset, 7-digit fractions, a bare date) is
+taken, and a value without an offset is read as UTC. Writing is strict: UTC, milliseconds, ``Z``,
+the form the OCPP 1.6 examples use (``2013-02-01T20:53:32.486Z``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+__all__ = ["format_timestamp", "parse_timestamp"]
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """An aware UTC datetime for an OCPP dateTime, or ``None`` if it is not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # OverflowError: an offset that moves the time outside years 1..9999.
+        return None
+
+
+def format_timestamp(dt: datetime) -> str:
+    """``2026-02-06T14:30:00.000Z``: UTC with milliseconds; a naive ``dt`` is taken as UTC."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
+    return dt.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
