@@ -1,0 +1,64 @@
+"""The admin API application factory (aiohttp)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from csms.api import chargers, events, id_tags, transactions
+from csms.api.common import auth_middleware, error_middleware, ok
+from csms.api.keys import EVENT_TYPES, FORGET_PASSWORD, HUB, SETTINGS, STORE
+from csms.config import Settings
+from csms.hub import ChargerHub
+
+MAX_BODY_BYTES = 1 << 20
+
+health_routes = web.RouteTableDef()
+
+
+@health_routes.get("/api/v1/health")
+async def health(request: web.Request) -> web.Response:
+    """Liveness and a storage round trip; no auth, so load balancers can call it."""
+    try:
+        await request.app[STORE].ping()
+    except Exception as exc:
+        return web.json_response(
+            {"error": {"code": "storage_unavailable", "message": str(exc)}}, status=503
+        )
+    hub = request.app[HUB]
+    return ok({"status": "ok", "storage": "ok", "connectedChargers": hub.connected_count()})
+
+
+def create_app(
+    *,
+    settings: Settings,
+    hub: ChargerHub,
+    token_digests: Callable[[], Iterable[str]],
+    event_types: Callable[[], list[dict[str, Any]]],
+    forget_password: Callable[[str], None],
+    extra_routes: Iterable[web.RouteTableDef] = (),
+    extra_keys: dict[web.AppKey[Any], Any] | None = None,
+) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware(token_digests)],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[SETTINGS] = settings
+    app[HUB] = hub
+    app[STORE] = hub.store
+    app[EVENT_TYPES] = event_types
+    app[FORGET_PASSWORD] = forget_password
+    for key, value in (extra_keys or {}).items():
+        app[key] = value
+    for table in (
+        health_routes,
+        chargers.routes,
+        id_tags.routes,
+        transactions.routes,
+        events.routes,
+        *extra_routes,
+    ):
+        app.add_routes(table)
+    return app

@@ -1,0 +1,181 @@
+"""``/api/v1/chargers``: register chargers, read their state (DESIGN 6)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from csms.api.common import (
+    bad_request,
+    conflict,
+    field,
+    not_found,
+    ok,
+    page,
+    pagination,
+    read_json,
+    reject_unknown,
+)
+from csms.api.keys import FORGET_PASSWORD, HUB, STORE
+from csms.passwords import hash_password, key_problem
+from csms.protocol.state import RegistrationStatus
+from csms.protocol.timefmt import format_timestamp
+from csms.server import MAX_ID_LENGTH
+from storage.records import ChargerRegistration, ChargerState, Connector
+
+routes = web.RouteTableDef()
+
+_FIELDS = ("id", "password", "description", "registrationPolicy")
+
+
+def charger_view(
+    registration: ChargerRegistration, state: ChargerState | None, connectors: list[Connector]
+) -> dict[str, Any]:
+    state = state or ChargerState(charger_id=registration.id)
+    return {
+        "id": registration.id,
+        "description": registration.description,
+        "registrationPolicy": registration.registration_policy,
+        "hasPassword": registration.password_hash is not None,
+        "registrationStatus": state.registration_status,
+        "connected": state.connected,
+        "connectedAt": state.connected_at,
+        "disconnectedAt": state.disconnected_at,
+        "lastSeenAt": state.last_seen_at,
+        "remoteAddress": state.remote_address,
+        "boot": state.boot,
+        "bootedAt": state.booted_at,
+        "firmwareStatus": state.firmware_status,
+        "diagnosticsStatus": state.diagnostics_status,
+        "lastSequence": state.last_sequence,
+        "connectors": [
+            {
+                "connectorId": c.connector_id,
+                "status": c.status,
+                "errorCode": c.error_code,
+                "info": c.info,
+                "vendorId": c.vendor_id,
+                "vendorErrorCode": c.vendor_error_code,
+                "timestamp": c.status_timestamp,
+                "updatedAt": c.updated_at,
+            }
+            for c in connectors
+        ],
+        "createdAt": registration.created_at,
+        "updatedAt": registration.updated_at,
+    }
+
+
+async def _view(request: web.Request, charger_id: str) -> dict[str, Any]:
+    store = request.app[STORE]
+    registration = await store.get_registration(charger_id)
+    if registration is None:
+        raise not_found(f"charger {charger_id}")
+    state = await store.get_charger_state(charger_id)
+    return charger_view(registration, state, await store.get_connectors(charger_id))
+
+
+def _policy(body: dict[str, Any]) -> str | None:
+    policy = field(body, "registrationPolicy", str)
+    if policy is not None and policy not in RegistrationStatus.ALL:
+        raise bad_request(
+            "registrationPolicy must be one of " + ", ".join(RegistrationStatus.ALL),
+            "invalid_field",
+        )
+    return policy
+
+
+async def _password_hash(body: dict[str, Any]) -> str | None:
+    password = field(body, "password", str, nullable=True)
+    if password is None:
+        return None
+    problem = key_problem(password)
+    if problem:
+        raise bad_request(problem, "invalid_field")
+    return await asyncio.to_thread(hash_password, password)
+
+
+@routes.post("/api/v1/chargers")
+async def create_charger(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    reject_unknown(body, _FIELDS)
+    charger_id = field(body, "id", str, required=True)
+    if not 1 <= len(charger_id) <= MAX_ID_LENGTH or any(
+        ord(c) < 0x20 or c in "/\x7f" for c in charger_id
+    ):
+        raise bad_request(
+            f"id must be 1 to {MAX_ID_LENGTH} characters, without '/' or control characters",
+            "invalid_field",
+        )
+    description = field(body, "description", str) or ""
+    policy = _policy(body) or RegistrationStatus.ACCEPTED
+    password_hash = await _password_hash(body)
+    hub = request.app[HUB]
+    if await request.app[STORE].get_registration(charger_id) is not None:
+        raise conflict(f"charger {charger_id} is already registered")
+    stamp = format_timestamp(hub.clock())
+    registration = ChargerRegistration(
+        id=charger_id,
+        password_hash=password_hash,
+        description=description,
+        registration_policy=policy,
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    await hub.save_registration(registration)
+    return ok(await _view(request, charger_id), status=201)
+
+
+@routes.get("/api/v1/chargers")
+async def list_chargers(request: web.Request) -> web.Response:
+    limit, starting_after = pagination(request)
+    store = request.app[STORE]
+    result = await store.list_registrations(limit=limit, starting_after=starting_after)
+    ids = [r.id for r in result.items]
+    states = await store.get_charger_states(ids)
+    connectors = await store.get_connectors_of(ids)
+    return page(
+        (charger_view(r, states.get(r.id), connectors.get(r.id, [])) for r in result.items),
+        result.has_more,
+    )
+
+
+@routes.get("/api/v1/chargers/{id}")
+async def get_charger(request: web.Request) -> web.Response:
+    return ok(await _view(request, request.match_info["id"]))
+
+
+@routes.patch("/api/v1/chargers/{id}")
+async def update_charger(request: web.Request) -> web.Response:
+    charger_id = request.match_info["id"]
+    body = await read_json(request)
+    reject_unknown(body, ("password", "description", "registrationPolicy"))
+    store, hub = request.app[STORE], request.app[HUB]
+    registration = await store.get_registration(charger_id)
+    if registration is None:
+        raise not_found(f"charger {charger_id}")
+    changes: dict[str, Any] = {}
+    if "description" in body:
+        changes["description"] = field(body, "description", str) or ""
+    if "registrationPolicy" in body:
+        changes["registration_policy"] = _policy(body)
+    if "password" in body:
+        changes["password_hash"] = await _password_hash(body)
+    updated = replace(registration, **changes, updated_at=format_timestamp(hub.clock()))
+    await hub.save_registration(updated)
+    if "password" in body:
+        request.app[FORGET_PASSWORD](charger_id)
+    return ok(await _view(request, charger_id))
+
+
+@routes.delete("/api/v1/chargers/{id}")
+async def delete_charger(request: web.Request) -> web.Response:
+    charger_id = request.match_info["id"]
+    if await request.app[STORE].get_registration(charger_id) is None:
+        raise not_found(f"charger {charger_id}")
+    await request.app[HUB].delete(charger_id)
+    request.app[FORGET_PASSWORD](charger_id)
+    return ok({"id": charger_id, "deleted": True})

@@ -1,0 +1,75 @@
+"""``/api/v1/events`` (the stored event log) and ``/api/v1/event-types`` (the catalog)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from csms.api.common import bad_request, not_found, ok, page, pagination
+from csms.api.keys import EVENT_TYPES, STORE
+from csms.protocol.timefmt import format_timestamp, parse_timestamp
+from storage.records import Event, EventFilter
+
+routes = web.RouteTableDef()
+
+
+def envelope(event: Event) -> dict[str, Any]:
+    """The event as receivers get it (DESIGN 4)."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "timestamp": event.timestamp,
+        "chargerId": event.charger_id,
+        "sequence": event.sequence,
+        "data": event.data,
+    }
+
+
+def _time(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    parsed = parse_timestamp(raw)
+    if parsed is None:
+        raise bad_request(f"{name} must be an ISO 8601 date-time", "invalid_parameter")
+    return format_timestamp(parsed)
+
+
+@routes.get("/api/v1/events")
+async def list_events(request: web.Request) -> web.Response:
+    limit, starting_after = pagination(request)
+    types = tuple(
+        t.strip() for raw in request.query.getall("type", []) for t in raw.split(",") if t.strip()
+    )
+    order = request.query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise bad_request("order must be asc or desc", "invalid_parameter")
+    query = EventFilter(
+        types=types,
+        charger_id=request.query.get("chargerId") or None,
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+        ascending=order == "asc",
+        limit=limit,
+        starting_after=starting_after,
+    )
+    try:
+        result = await request.app[STORE].list_events(query)
+    except LookupError:
+        raise bad_request("startingAfter names no event", "invalid_parameter") from None
+    return page((envelope(e) for e in result.items), result.has_more)
+
+
+@routes.get("/api/v1/events/{id}")
+async def get_event(request: web.Request) -> web.Response:
+    event = await request.app[STORE].get_event(request.match_info["id"])
+    if event is None:
+        raise not_found(f"event {request.match_info['id']}")
+    return ok(envelope(event))
+
+
+@routes.get("/api/v1/event-types")
+async def list_event_types(request: web.Request) -> web.Response:
+    types = request.app[EVENT_TYPES]()
+    return page(types, False)

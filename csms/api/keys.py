@@ -1,0 +1,20 @@
+"""Typed application keys for the services the admin API routes share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from csms.config import Settings
+from csms.hub import ChargerHub
+from storage.sqlite import SqliteStore
+
+STORE = web.AppKey("store", SqliteStore)
+HUB = web.AppKey("hub", ChargerHub)
+SETTINGS = web.AppKey("settings", Settings)
+# Lists the event catalog as JSON-ready dicts (csms types plus the emitter's own).
+EVENT_TYPES = web.AppKey("event_types", Callable[[], list[dict[str, Any]]])
+# Called when a charger's password changes, so cached verifications are dropped.
+FORGET_PASSWORD = web.AppKey("forget_password", Callable[[str], None])

@@ -1,0 +1,171 @@
+"""The event types the central system emits (DESIGN 4), each with a description and example.
+
+Listed by ``GET /api/v1/event-types`` and used to validate webhook subscriptions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from csms.protocol.schemas import CENTRAL_SYSTEM_ACTIONS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventTypeInfo:
+    name: str
+    description: str
+    example: dict[str, Any]
+
+
+_TX = {"transactionId": 12345, "connectorId": 1}
+
+_CHARGER_EVENTS = [
+    EventTypeInfo(
+        name="charger.connected",
+        description="A charger opened its WebSocket connection.",
+        example={"securityProfile": 1, "remoteAddress": "192.0.2.10:51234"},
+    ),
+    EventTypeInfo(
+        name="charger.disconnected",
+        description="A charger's connection closed; reason is closed, lost, replaced,"
+        " restart, shutdown or deleted.",
+        example={"reason": "closed", "closeCode": 1000, "connectedAt": "2026-02-06T14:00:00.000Z"},
+    ),
+    EventTypeInfo(
+        name="charger.boot",
+        description="BootNotification: the charger's identity and the registration status"
+        " it was given.",
+        example={
+            "chargePointVendor": "VendorX",
+            "chargePointModel": "ModelY",
+            "firmwareVersion": "1.2.3",
+            "registrationStatus": "Accepted",
+            "interval": 300,
+        },
+    ),
+    EventTypeInfo(
+        name="charger.authorization",
+        description="Authorize: an id tag was presented, and the answer given.",
+        example={"idTag": "USER001", "status": "Accepted"},
+    ),
+    EventTypeInfo(
+        name="charger.firmware_status",
+        description="FirmwareStatusNotification.",
+        example={"status": "Installed"},
+    ),
+    EventTypeInfo(
+        name="charger.diagnostics_status",
+        description="DiagnosticsStatusNotification.",
+        example={"status": "Uploaded"},
+    ),
+    EventTypeInfo(
+        name="charger.data_transfer",
+        description="DataTransfer from the charger, with the status it was answered.",
+        example={
+            "vendorId": "com.example",
+            "messageId": "Hello",
+            "data": "{}",
+            "responseStatus": "UnknownVendorId",
+        },
+    ),
+    EventTypeInfo(
+        name="connector.status_changed",
+        description="StatusNotification; connectorId 0 is the charger itself.",
+        example={
+            "connectorId": 1,
+            "status": "Charging",
+            "previousStatus": "Preparing",
+            "errorCode": "NoError",
+            "timestamp": "2026-02-06T14:30:00.000Z",
+        },
+    ),
+    EventTypeInfo(
+        name="connector.meter_values",
+        description="MeterValues outside a transaction, normalised plus the raw meterValue.",
+        example={"connectorId": 1, "meterWh": 1520.0, "powerW": 0.0, "meterValue": []},
+    ),
+    EventTypeInfo(
+        name="transaction.started",
+        description="StartTransaction: a transaction began; transactionId is ours.",
+        example={
+            **_TX,
+            "idTag": "USER001",
+            "idTagInfo": {"status": "Accepted"},
+            "meterStart": 0,
+            "timestamp": "2026-02-06T14:30:00.000Z",
+        },
+    ),
+    EventTypeInfo(
+        name="transaction.updated",
+        description="MeterValues in a transaction: energyWh (this session), meterWh (the"
+        " register), powerW, soc, ... and the raw meterValue.",
+        example={
+            **_TX,
+            "meterWh": 2500.0,
+            "energyWh": 2500.0,
+            "powerW": 7200.0,
+            "soc": 42.0,
+            "timestamp": "2026-02-06T14:45:00.000Z",
+            "meterValue": [],
+        },
+    ),
+    EventTypeInfo(
+        name="transaction.stopped",
+        description="StopTransaction: meterStop, energyWh, reason, durationS. A stop for a"
+        " transaction we do not know carries unknownTransaction: true.",
+        example={
+            **_TX,
+            "idTag": "USER001",
+            "meterStart": 0,
+            "meterStop": 7400,
+            "energyWh": 7400,
+            "reason": "Local",
+            "durationS": 3600,
+            "startTimestamp": "2026-02-06T14:30:00.000Z",
+            "timestamp": "2026-02-06T15:30:00.000Z",
+        },
+    ),
+    EventTypeInfo(
+        name="ocpp.message",
+        description="Every raw OCPP frame in and out; delivered only to endpoints that name it"
+        " explicitly, never through a wildcard. sequence is null.",
+        example={"direction": "in", "message": [2, "19223201", "Heartbeat", {}]},
+    ),
+]
+
+COMMAND_STATUSES = ("requested", "accepted", "rejected", "failed")
+
+
+def snake_case(action: str) -> str:
+    """``RemoteStartTransaction`` -> ``remote_start_transaction``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
+
+
+def _command_events() -> list[EventTypeInfo]:
+    meaning = {
+        "requested": "the command was accepted by the API and queued for the charger",
+        "accepted": "the charger answered and accepted it",
+        "rejected": "the charger answered but did not accept it",
+        "failed": "CALLERROR, time-out, or the charger was offline or lost",
+    }
+    out = []
+    for action in sorted(CENTRAL_SYSTEM_ACTIONS):
+        for status in COMMAND_STATUSES:
+            example: dict[str, Any] = {"commandId": "cmd_2Yt0cJ6kqV1xWw0s", "request": {}}
+            if status in ("accepted", "rejected"):
+                example["response"] = {}
+            if status == "failed":
+                example["error"] = {"code": "Timeout", "message": "no answer within 30 s"}
+            out.append(
+                EventTypeInfo(
+                    name=f"{snake_case(action)}.{status}",
+                    description=f"{action}: {meaning[status]}.",
+                    example=example,
+                )
+            )
+    return out
+
+
+CSMS_EVENT_TYPES: list[EventTypeInfo] = [*_CHARGER_EVENTS, *_command_events()]
