@@ -1,0 +1,176 @@
+"""Shared fixtures: a real CSMS in the test's event loop on free loopback ports, with a real
+SQLite file, an authenticated admin API client, and chargers that speak OCPP over a socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from csms.app import Csms
+from csms.config import Settings
+
+TEST_TOKEN = "test-token-0123456789abcdef"
+PASSWORD = "correct-horse-battery"  # 21 bytes: a valid AuthorizationKey
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    data: dict[str, dict[str, Any]] = {
+        "ocpp": {"host": "127.0.0.1", "port": 0, "call_timeout": 5},
+        "api": {"host": "127.0.0.1", "port": 0, "tokens": [TEST_TOKEN]},
+        "storage": {"url": f"sqlite:///{tmp_path / 'csms.db'}"},
+        "webhooks": {"allow_private_targets": True},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return Settings(**data)
+
+
+class Api:
+    """The admin API over real HTTP, with the test token."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        expect: int | None = None,
+        **kwargs: Any,
+    ) -> tuple[int, Any]:
+        async with self.session.request(
+            method, self.base + path, json=json_body, **kwargs
+        ) as response:
+            text = await response.text()
+            body = json.loads(text) if text else None
+            if expect is not None:
+                assert response.status == expect, (response.status, body)
+            return response.status, body
+
+    async def get(self, path: str, **kwargs: Any) -> Any:
+        _, body = await self.request("GET", path, expect=200, **kwargs)
+        return body["data"]
+
+    async def post(self, path: str, body: Any, expect: int = 201) -> Any:
+        _, answer = await self.request("POST", path, json_body=body, expect=expect)
+        return answer["data"] if answer and "data" in answer else answer
+
+
+@pytest.fixture
+async def csms_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Csms]]]:
+    started: list[Csms] = []
+
+    async def start(**sections: dict[str, Any]) -> Csms:
+        csms = await Csms.start(make_settings(tmp_path, **sections))
+        started.append(csms)
+        return csms
+
+    yield start
+    for csms in reversed(started):
+        await csms.close()
+
+
+@pytest.fixture
+async def csms(csms_factory: Callable[..., Awaitable[Csms]]) -> Csms:
+    return await csms_factory()
+
+
+@pytest.fixture
+async def api(csms: Csms) -> AsyncIterator[Api]:
+    headers = {"Authorization": f"Bearer {TEST_TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        yield Api(session, csms.api_url)
+
+
+def basic_auth(charger_id: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{charger_id}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+async def open_socket(
+    csms: Csms,
+    charger_id: str,
+    *,
+    password: str | None = PASSWORD,
+    subprotocols: list[str] | None = None,
+) -> ClientConnection:
+    headers = basic_auth(charger_id, password) if password is not None else {}
+    return await websockets.connect(
+        f"{csms.ocpp_url}/{charger_id}",
+        subprotocols=["ocpp1.6"] if subprotocols is None else subprotocols,  # type: ignore[list-item]
+        additional_headers=headers,
+        open_timeout=5,
+    )
+
+
+class RawCharger:
+    """A charger speaking raw OCPP-J frames: for exact wire-level assertions."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._counter = 0
+
+    async def send_raw(self, text: str) -> None:
+        await self.ws.send(text)
+
+    async def receive(self, timeout: float = 5) -> list[Any]:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+
+    async def call(self, action: str, payload: dict[str, Any], timeout: float = 5) -> list[Any]:
+        self._counter += 1
+        unique_id = f"m{self._counter}"
+        await self.ws.send(json.dumps([2, unique_id, action, payload]))
+        answer = await self.receive(timeout)
+        assert answer[1] == unique_id, answer
+        return answer
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
+
+async def register(api: Api, charger_id: str, password: str | None = PASSWORD, **extra: Any) -> Any:
+    body: dict[str, Any] = {"id": charger_id, **extra}
+    if password is not None:
+        body["password"] = password
+    return await api.post("/api/v1/chargers", body)
+
+
+async def raw_charger(
+    csms: Csms, api: Api, charger_id: str, *, boot: bool = True, **extra: Any
+) -> RawCharger:
+    """A registered, connected (and by default booted) charger."""
+    await register(api, charger_id, **extra)
+    charger = RawCharger(await open_socket(csms, charger_id))
+    if boot:
+        answer = await charger.call(
+            "BootNotification", {"chargePointVendor": "Test", "chargePointModel": "Raw"}
+        )
+        assert answer[0] == 3, answer
+    return charger
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], *, timeout: float = 5.0, interval: float = 0.02
+) -> None:
+    """Poll a condition until it holds or the time-out fails the test."""
+
+    async def loop() -> None:
+        # Polls the store through the API: there is no event to await from outside.
+        while not await predicate():  # noqa: ASYNC110
+            await asyncio.sleep(interval)
+
+    await asyncio.wait_for(loop(), timeout)
