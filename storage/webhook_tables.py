@@ -1,0 +1,453 @@
+"""SQL for the webhook tables (migration 0002): statements to write, queries to read.
+
+Writes are ``Statement`` records, so the delivery engine's rows share the store's group
+commit with everything else; reads go through ``fetch_all``/``fetch_one`` on the reader.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from storage.records import Event, Statement
+from storage.sqlite import SqliteStore
+
+PENDING = "pending"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+
+FANOUT_POS = "fanout_pos"
+DELIVERY_ID = "delivery_id"
+SYSTEM_SEQUENCE = "system_sequence"
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointRow:
+    id: str
+    url: str
+    enabled_events: list[str]
+    charger_ids: list[str] | None
+    description: str
+    headers: dict[str, str]
+    status: str
+    disabled_reason: str | None
+    secret: str  # sealed
+    previous_secret: str | None  # sealed
+    previous_secret_expires: float | None
+    failing_since: float | None
+    from_pos: int
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryRow:
+    id: int
+    endpoint_id: str
+    event_pos: int
+    event_id: str
+    charger_id: str | None
+    status: str
+    attempts: int
+    next_attempt_at: float
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptRow:
+    id: int
+    delivery_id: int
+    attempt: int
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    started_at: str
+    finished_at: str | None
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+    outcome: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventHead:
+    """What fan-out needs of an event, without its data."""
+
+    pos: int
+    id: str
+    type: str
+    charger_id: str | None
+
+
+# -- writes ------------------------------------------------------------------------------
+
+_UPSERT_ENDPOINT = (
+    "INSERT OR REPLACE INTO webhook_endpoints (id, url, enabled_events, charger_ids, description,"
+    " headers, status, disabled_reason, secret, previous_secret, previous_secret_expires,"
+    " failing_since, from_pos, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def put_endpoint(row: EndpointRow) -> Statement:
+    return Statement(
+        _UPSERT_ENDPOINT,
+        (
+            row.id,
+            row.url,
+            _json(row.enabled_events),
+            _json(row.charger_ids),
+            row.description,
+            _json(row.headers),
+            row.status,
+            row.disabled_reason,
+            row.secret,
+            row.previous_secret,
+            row.previous_secret_expires,
+            row.failing_since,
+            row.from_pos,
+            row.created_at,
+            row.updated_at,
+        ),
+    )
+
+
+def delete_endpoint(endpoint_id: str) -> list[Statement]:
+    return [
+        Statement("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,)),
+        Statement("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,)),
+        Statement("DELETE FROM webhook_attempts WHERE endpoint_id = ?", (endpoint_id,)),
+    ]
+
+
+def set_endpoint_health(
+    endpoint_id: str,
+    *,
+    status: str,
+    disabled_reason: str | None,
+    failing_since: float | None,
+    updated_at: str,
+) -> Statement:
+    return Statement(
+        "UPDATE webhook_endpoints SET status = ?, disabled_reason = ?, failing_since = ?,"
+        " updated_at = ? WHERE id = ?",
+        (status, disabled_reason, failing_since, updated_at, endpoint_id),
+    )
+
+
+def set_failing_since(endpoint_id: str, failing_since: float | None) -> Statement:
+    return Statement(
+        "UPDATE webhook_endpoints SET failing_since = ? WHERE id = ?",
+        (failing_since, endpoint_id),
+    )
+
+
+def insert_delivery(row: DeliveryRow) -> Statement:
+    return Statement(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, event_pos, event_id, charger_id, status,"
+        " attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            row.id,
+            row.endpoint_id,
+            row.event_pos,
+            row.event_id,
+            row.charger_id,
+            row.status,
+            row.attempts,
+            row.next_attempt_at,
+            row.created_at,
+        ),
+    )
+
+
+def insert_delivery_of(
+    *,
+    delivery_id: int,
+    endpoint_id: str,
+    event_id: str,
+    attempts: int,
+    next_attempt_at: float,
+    created_at: str,
+) -> Statement:
+    """A delivery of an event written in the same transaction (its pos is not known yet)."""
+    return Statement(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, event_pos, event_id, charger_id, status,"
+        " attempts, next_attempt_at, created_at) SELECT ?, ?, pos, id, charger_id, 'pending',"
+        " ?, ?, ? FROM events WHERE id = ?",
+        (delivery_id, endpoint_id, attempts, next_attempt_at, created_at, event_id),
+    )
+
+
+def start_attempt(
+    *,
+    delivery_id: int,
+    attempt: int,
+    endpoint_id: str,
+    event_id: str,
+    event_type: str,
+    started_at: str,
+) -> list[Statement]:
+    """Written and committed before the POST: a crash mid-post leaves this trace and a
+    still-pending delivery, which is retried with the same event id."""
+    return [
+        Statement(
+            "INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, endpoint_id, event_id,"
+            " event_type, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (delivery_id, attempt, endpoint_id, event_id, event_type, started_at),
+        ),
+        Statement(
+            "UPDATE webhook_deliveries SET attempts = ? WHERE id = ?", (attempt, delivery_id)
+        ),
+    ]
+
+
+def finish_attempt(
+    *,
+    delivery_id: int,
+    attempt: int,
+    finished_at: str,
+    status_code: int | None,
+    latency_ms: float,
+    error: str | None,
+    outcome: str,
+) -> Statement:
+    return Statement(
+        "UPDATE webhook_attempts SET finished_at = ?, status_code = ?, latency_ms = ?, error = ?,"
+        " outcome = ? WHERE delivery_id = ? AND attempt = ?",
+        (finished_at, status_code, latency_ms, error, outcome, delivery_id, attempt),
+    )
+
+
+def set_delivery(delivery_id: int, *, status: str, next_attempt_at: float) -> Statement:
+    return Statement(
+        "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ? WHERE id = ?",
+        (status, next_attempt_at, delivery_id),
+    )
+
+
+def set_counter(name: str, value: int) -> Statement:
+    return Statement(
+        "INSERT OR REPLACE INTO webhook_counters (name, value) VALUES (?, ?)", (name, value)
+    )
+
+
+def mark_interrupted(finished_at: str) -> Statement:
+    """Attempts that never got an answer because the process stopped mid-post."""
+    return Statement(
+        "UPDATE webhook_attempts SET outcome = 'interrupted', finished_at = ?,"
+        " error = 'interrupted: the server stopped before an answer' WHERE outcome IS NULL",
+        (finished_at,),
+    )
+
+
+def prune(*, cutoff: str, max_event_pos: int, batch: int) -> list[Statement]:
+    """One batch of retention: old attempts, settled deliveries and events nobody waits for."""
+    return [
+        Statement(
+            "DELETE FROM webhook_attempts WHERE id IN (SELECT a.id FROM webhook_attempts a"
+            " WHERE a.started_at < ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d"
+            " WHERE d.id = a.delivery_id AND d.status = 'pending') LIMIT ?)",
+            (cutoff, batch),
+        ),
+        Statement(
+            "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+            " WHERE created_at < ? AND status != 'pending' LIMIT ?)",
+            (cutoff, batch),
+        ),
+        Statement(
+            "DELETE FROM events WHERE pos IN (SELECT e.pos FROM events e WHERE e.timestamp < ?"
+            " AND e.pos <= ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d"
+            " WHERE d.event_pos = e.pos AND d.status = 'pending') LIMIT ?)",
+            (cutoff, max_event_pos, batch),
+        ),
+    ]
+
+
+# -- reads -------------------------------------------------------------------------------
+
+
+def _endpoint(row: Any) -> EndpointRow:
+    return EndpointRow(
+        id=row["id"],
+        url=row["url"],
+        enabled_events=json.loads(row["enabled_events"]),
+        charger_ids=None if row["charger_ids"] is None else json.loads(row["charger_ids"]),
+        description=row["description"],
+        headers=json.loads(row["headers"]),
+        status=row["status"],
+        disabled_reason=row["disabled_reason"],
+        secret=row["secret"],
+        previous_secret=row["previous_secret"],
+        previous_secret_expires=row["previous_secret_expires"],
+        failing_since=row["failing_since"],
+        from_pos=row["from_pos"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _delivery(row: Any) -> DeliveryRow:
+    return DeliveryRow(
+        id=row["id"],
+        endpoint_id=row["endpoint_id"],
+        event_pos=row["event_pos"],
+        event_id=row["event_id"],
+        charger_id=row["charger_id"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        created_at=row["created_at"],
+    )
+
+
+def _attempt(row: Any) -> AttemptRow:
+    return AttemptRow(
+        id=row["id"],
+        delivery_id=row["delivery_id"],
+        attempt=row["attempt"],
+        endpoint_id=row["endpoint_id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        status_code=row["status_code"],
+        latency_ms=row["latency_ms"],
+        error=row["error"],
+        outcome=row["outcome"],
+    )
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        id=row["id"],
+        type=row["type"],
+        charger_id=row["charger_id"],
+        sequence=row["sequence"],
+        timestamp=row["timestamp"],
+        data=json.loads(row["data"]),
+        pos=row["pos"],
+    )
+
+
+async def load_endpoints(store: SqliteStore) -> list[EndpointRow]:
+    rows = await store.fetch_all("SELECT * FROM webhook_endpoints ORDER BY created_at, id")
+    return [_endpoint(r) for r in rows]
+
+
+async def load_pending(store: SqliteStore) -> list[DeliveryRow]:
+    rows = await store.fetch_all(
+        "SELECT * FROM webhook_deliveries WHERE status = 'pending' ORDER BY id"
+    )
+    return [_delivery(r) for r in rows]
+
+
+async def load_counters(store: SqliteStore) -> dict[str, int]:
+    rows = await store.fetch_all("SELECT name, value FROM webhook_counters")
+    return {row["name"]: int(row["value"]) for row in rows}
+
+
+async def max_event_pos(store: SqliteStore) -> int:
+    row = await store.fetch_one("SELECT COALESCE(MAX(pos), 0) FROM events")
+    return int(row[0]) if row else 0
+
+
+async def max_delivery_id(store: SqliteStore) -> int:
+    row = await store.fetch_one("SELECT COALESCE(MAX(id), 0) FROM webhook_deliveries")
+    return int(row[0]) if row else 0
+
+
+async def events_after(store: SqliteStore, pos: int, limit: int) -> list[Event]:
+    rows = await store.fetch_all(
+        "SELECT * FROM events WHERE pos > ? ORDER BY pos LIMIT ?", (pos, limit)
+    )
+    return [_event(r) for r in rows]
+
+
+async def events_at(store: SqliteStore, positions: Sequence[int]) -> list[Event]:
+    if not positions:
+        return []
+    marks = ",".join("?" * len(positions))
+    rows = await store.fetch_all(f"SELECT * FROM events WHERE pos IN ({marks})", list(positions))
+    return [_event(r) for r in rows]
+
+
+async def event_by_id(store: SqliteStore, event_id: str) -> Event | None:
+    row = await store.fetch_one("SELECT * FROM events WHERE id = ?", (event_id,))
+    return None if row is None else _event(row)
+
+
+async def replay_candidates(
+    store: SqliteStore,
+    *,
+    endpoint_id: str,
+    since: str,
+    until: str | None,
+    only_failed: bool,
+    after_pos: int,
+    limit: int,
+) -> list[EventHead]:
+    """Events in [since, until) after ``after_pos`` not already pending for the endpoint and,
+    with ``only_failed``, never delivered to it successfully."""
+    sql = (
+        "SELECT e.pos, e.id, e.type, e.charger_id FROM events e WHERE e.pos > ?"
+        " AND e.timestamp >= ?"
+    )
+    params: list[Any] = [after_pos, since]
+    if until is not None:
+        sql += " AND e.timestamp < ?"
+        params.append(until)
+    excluded = "('pending', 'succeeded')" if only_failed else "('pending')"
+    sql += (
+        " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_pos = e.pos"
+        f" AND d.endpoint_id = ? AND d.status IN {excluded}) ORDER BY e.pos LIMIT ?"
+    )
+    params += [endpoint_id, limit]
+    rows = await store.fetch_all(sql, params)
+    return [
+        EventHead(pos=r["pos"], id=r["id"], type=r["type"], charger_id=r["charger_id"])
+        for r in rows
+    ]
+
+
+async def list_attempts(
+    store: SqliteStore,
+    endpoint_id: str,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    event_id: str | None = None,
+) -> tuple[list[AttemptRow], bool]:
+    """Newest first; ``before_id`` is the last id of the previous page."""
+    sql, params = "SELECT * FROM webhook_attempts WHERE endpoint_id = ?", [endpoint_id]
+    if before_id is not None:
+        sql += " AND id < ?"
+        params.append(before_id)
+    if event_id is not None:
+        sql += " AND event_id = ?"
+        params.append(event_id)
+    rows = await store.fetch_all(sql + " ORDER BY id DESC LIMIT ?", [*params, limit + 1])
+    return [_attempt(r) for r in rows[:limit]], len(rows) > limit
+
+
+async def has_prunable(store: SqliteStore, *, cutoff: str, max_event_pos: int) -> bool:
+    row = await store.fetch_one(
+        "SELECT 1 FROM events e WHERE e.timestamp < ? AND e.pos <= ? AND NOT EXISTS"
+        " (SELECT 1 FROM webhook_deliveries d WHERE d.event_pos = e.pos"
+        " AND d.status = 'pending') LIMIT 1",
+        (cutoff, max_event_pos),
+    )
+    if row is not None:
+        return True
+    row = await store.fetch_one(
+        "SELECT 1 FROM webhook_attempts a WHERE a.started_at < ? AND NOT EXISTS"
+        " (SELECT 1 FROM webhook_deliveries d WHERE d.id = a.delivery_id"
+        " AND d.status = 'pending') LIMIT 1",
+        (cutoff,),
+    )
+    return row is not None

@@ -1,0 +1,452 @@
+"""The delivery engine: the I/O shell around the pure scheduler.
+
+- Fan-out: a durable cursor over ``events.pos``. Each pass reads the events past it, creates
+  one delivery row per (subscribed active endpoint, event) and advances the cursor in the
+  same transaction, so a crash neither loses nor duplicates a fan-out; start-up catches up.
+  Woken by the store's commit listener, never by polling.
+- Dispatch: due heads get their attempt recorded (committed) before the POST; the answer is
+  recorded after. A crash mid-post leaves the delivery pending: it is retried at start with
+  the same ``webhook-id``. All bookkeeping goes through one ``Journal`` (ordered, batched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+from storage import webhook_tables as tables
+from storage.records import Event, Statement
+from storage.sqlite import SqliteStore
+from webhooks.catalog import WEBHOOK_DISABLED, WEBHOOK_TEST
+from webhooks.config import DeliveryConfig
+from webhooks.endpoints import Endpoint, EndpointStatus
+from webhooks.envelope import envelope_body
+from webhooks.journal import Journal, Write
+from webhooks.poster import AttemptResult, Poster
+from webhooks.retention import plan_prune
+from webhooks.scheduler import (
+    Decision,
+    Dispatch,
+    Outcome,
+    Pending,
+    Policy,
+    Scheduler,
+    Verdict,
+    parse_retry_after,
+)
+from webhooks.timefmt import iso_utc
+
+log = logging.getLogger(__name__)
+
+FANOUT_BATCH = 2000
+BODY_CACHE = 20_000  # envelopes kept for dispatch; the rest is read back from the store
+PRUNE_ROUNDS = 50
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: SqliteStore,
+        config: DeliveryConfig,
+        poster: Poster,
+        clock: Callable[[], float],
+        rand: Callable[[], float],
+        new_id: Callable[[str], str],
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.poster = poster
+        self.clock = clock  # wall clock, unix seconds (persisted times survive restarts)
+        self.new_id = new_id  # prefix -> id
+        self.endpoints: dict[str, Endpoint] = {}  # by id, in creation order
+        self.version = 0  # bumped whenever an endpoint changes (for caches)
+        self.scheduler = Scheduler(
+            Policy(
+                retry_schedule=tuple(config.retry_schedule),
+                disable_after=config.disable_after,
+                max_in_flight=config.max_in_flight,
+                retry_after_cap=config.retry_after_cap,
+            ),
+            rand,
+        )
+        self.journal = Journal(store)
+        self.lock = asyncio.Lock()  # held while allocating delivery ids and writing their rows
+        self._fanout_pos = 0  # events up to here have their delivery rows
+        self._last_delivery_id = 0
+        self._system_sequence = 0  # sequence of events of no charger
+        self._bodies: dict[int, tuple[str, str, bytes]] = {}  # pos -> (id, type, body)
+        self._fanout_wake = asyncio.Event()
+        self._dispatch_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._posts: set[asyncio.Task[None]] = set()
+        self._observers: list[Callable[[Dispatch, AttemptResult, Decision], None]] = []
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self, endpoints: Iterable[Endpoint]) -> None:
+        counters = await tables.load_counters(self.store)
+        self._fanout_pos = counters.get(tables.FANOUT_POS, 0)
+        self._last_delivery_id = max(
+            counters.get(tables.DELIVERY_ID, 0), await tables.max_delivery_id(self.store)
+        )
+        self._system_sequence = counters.get(tables.SYSTEM_SEQUENCE, 0)
+        now = self.clock()
+        for endpoint in endpoints:
+            self.endpoints[endpoint.id] = endpoint
+            self.scheduler.set_endpoint(
+                endpoint.id, active=endpoint.active, failing_since=endpoint.failing_since
+            )
+        await self.journal.write(
+            [
+                tables.mark_interrupted(iso_utc(now)),
+                Statement(
+                    "DELETE FROM webhook_deliveries WHERE endpoint_id NOT IN"
+                    " (SELECT id FROM webhook_endpoints)"
+                ),
+            ]
+        )
+        pending = await tables.load_pending(self.store)
+        self.scheduler.add(
+            Pending(
+                delivery_id=row.id,
+                endpoint_id=row.endpoint_id,
+                charger_id=row.charger_id,
+                event_pos=row.event_pos,
+                attempts=row.attempts,
+                next_at=row.next_attempt_at,
+            )
+            for row in pending
+        )
+        self._fanout_wake.set()  # catch up with events committed while we were down
+        self._tasks = [
+            asyncio.create_task(self._fanout_loop(), name="webhook-fanout"),
+            asyncio.create_task(self._dispatch_loop(), name="webhook-dispatch"),
+            asyncio.create_task(self._prune_loop(), name="webhook-prune"),
+        ]
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *self._posts]:
+            task.cancel()
+        for task in [*self._tasks, *self._posts]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.journal.close()
+
+    def notify(self, events: Sequence[Event]) -> None:
+        """The store's commit listener: new events exist."""
+        self._fanout_wake.set()
+
+    def wake(self) -> None:
+        self._dispatch_wake.set()
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    def put_endpoint(self, endpoint: Endpoint) -> None:
+        self.endpoints[endpoint.id] = endpoint
+        self.version += 1
+        self.scheduler.set_endpoint(
+            endpoint.id,
+            active=endpoint.active,
+            failing_since=endpoint.failing_since,
+            now=self.clock(),
+        )
+        self.wake()
+
+    def remove_endpoint(self, endpoint_id: str) -> None:
+        self.endpoints.pop(endpoint_id, None)
+        self.version += 1
+        self.scheduler.remove_endpoint(endpoint_id)
+
+    # -- queueing ------------------------------------------------------------------------
+
+    def allocate_delivery_id(self) -> int:
+        """The next delivery id; hold ``lock`` until its row is written (ids order streams)."""
+        self._last_delivery_id += 1
+        return self._last_delivery_id
+
+    def _new_delivery(
+        self, endpoint_id: str, event: Event | tables.EventHead, now: float, writes: list[Write]
+    ) -> Pending:
+        delivery_id = self.allocate_delivery_id()
+        assert event.pos is not None
+        writes.append(
+            tables.insert_delivery(
+                tables.DeliveryRow(
+                    id=delivery_id,
+                    endpoint_id=endpoint_id,
+                    event_pos=event.pos,
+                    event_id=event.id,
+                    charger_id=event.charger_id,
+                    status=tables.PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=iso_utc(now),
+                )
+            )
+        )
+        return Pending(
+            delivery_id=delivery_id,
+            endpoint_id=endpoint_id,
+            charger_id=event.charger_id,
+            event_pos=event.pos,
+            next_at=now,
+        )
+
+    async def enqueue(self, endpoint_id: str, events: Sequence[tables.EventHead]) -> list[int]:
+        """Queue these events again for one endpoint, in the given order (replay, redeliver)."""
+        if not events:
+            return []
+        async with self.lock:
+            now = self.clock()
+            writes: list[Write] = []
+            pendings = [self._new_delivery(endpoint_id, e, now, writes) for e in events]
+            writes.append(tables.set_counter(tables.DELIVERY_ID, self._last_delivery_id))
+            await self.journal.write(writes)
+        self.scheduler.add(pendings)
+        self.wake()
+        return [p.delivery_id for p in pendings]
+
+    def system_event(self, event_type: str, data: dict[str, object]) -> tuple[Event, list[Write]]:
+        """An event of no charger, with the next sequence of its own (counter in the same
+        transaction). The caller writes the returned rows."""
+        self._system_sequence += 1
+        event = Event(
+            id=self.new_id("evt"),
+            type=event_type,
+            charger_id=None,
+            sequence=self._system_sequence,
+            timestamp=iso_utc(self.clock()),
+            data=data,
+        )
+        return event, [event, tables.set_counter(tables.SYSTEM_SEQUENCE, self._system_sequence)]
+
+    # -- fan-out -------------------------------------------------------------------------
+
+    async def _fanout_loop(self) -> None:
+        while True:
+            await self._fanout_wake.wait()
+            self._fanout_wake.clear()
+            try:
+                while await self._fanout_once():
+                    pass
+            except Exception:
+                log.exception("webhook fan-out failed; retrying on the next commit")
+
+    async def _fanout_once(self) -> bool:
+        events = await tables.events_after(self.store, self._fanout_pos, FANOUT_BATCH)
+        if not events:
+            return False
+        async with self.lock:
+            now = self.clock()
+            writes: list[Write] = []
+            pendings: list[Pending] = []
+            active = [e for e in self.endpoints.values() if e.active]
+            for event in events:
+                assert event.pos is not None
+                if event.type == WEBHOOK_TEST:
+                    continue  # sent to its one endpoint by the test call itself
+                for endpoint in active:
+                    if event.pos > endpoint.from_pos and endpoint.wants(
+                        event.type, event.charger_id
+                    ):
+                        pendings.append(self._new_delivery(endpoint.id, event, now, writes))
+                if pendings and pendings[-1].event_pos == event.pos:
+                    self._cache_body(event)
+            last = events[-1].pos
+            assert last is not None
+            writes.append(tables.set_counter(tables.FANOUT_POS, last))
+            if pendings:
+                writes.append(tables.set_counter(tables.DELIVERY_ID, self._last_delivery_id))
+            await self.journal.write(writes)
+            self._fanout_pos = last
+        self.scheduler.add(pendings)
+        self.wake()
+        return len(events) == FANOUT_BATCH
+
+    def _cache_body(self, event: Event) -> None:
+        assert event.pos is not None
+        self._bodies[event.pos] = (event.id, event.type, envelope_body(event))
+        if len(self._bodies) > BODY_CACHE:
+            del self._bodies[next(iter(self._bodies))]
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            batch = self.scheduler.due(self.clock())
+            if batch:
+                self._spawn(self._run_batch(batch))
+                continue
+            wakeup = self.scheduler.next_wakeup()
+            delay = None if wakeup is None else max(0.0, wakeup - self.clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._dispatch_wake.wait()
+            self._dispatch_wake.clear()
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
+
+    async def _bodies_for(self, batch: Sequence[Dispatch]) -> dict[int, tuple[str, str, bytes]]:
+        """event pos -> (event id, type, body), from the cache or the store."""
+        missing = [d.event_pos for d in batch if d.event_pos not in self._bodies]
+        loaded = {e.pos: e for e in await tables.events_at(self.store, missing)}
+        for event in loaded.values():
+            self._cache_body(event)
+        return {
+            d.event_pos: self._bodies[d.event_pos] for d in batch if d.event_pos in self._bodies
+        }
+
+    async def _run_batch(self, batch: list[Dispatch]) -> None:
+        try:
+            bodies = await self._bodies_for(batch)
+        except Exception:
+            log.exception("could not read events to deliver")
+            bodies = {}
+        now = self.clock()
+        writes: list[Write] = []
+        ready: list[tuple[Dispatch, Endpoint, str, bytes]] = []
+        for d in batch:
+            endpoint = self.endpoints.get(d.endpoint_id)
+            found = bodies.get(d.event_pos)
+            if endpoint is None or found is None:
+                # a deleted endpoint, or an event gone from the store: nothing to post
+                self.scheduler.discard(d.delivery_id)
+                writes.append(
+                    tables.set_delivery(d.delivery_id, status=tables.FAILED, next_attempt_at=now)
+                )
+                continue
+            event_id, event_type, body = found
+            writes += tables.start_attempt(
+                delivery_id=d.delivery_id,
+                attempt=d.attempt,
+                endpoint_id=d.endpoint_id,
+                event_id=event_id,
+                event_type=event_type,
+                started_at=iso_utc(now),
+            )
+            ready.append((d, endpoint, event_id, body))
+        if not ready:
+            self.journal.append(writes)
+            self.wake()
+            return
+        await self.journal.write(writes)  # the attempt is durable before the POST
+        await asyncio.gather(*(self._deliver(*item) for item in ready))
+
+    async def _deliver(self, d: Dispatch, endpoint: Endpoint, event_id: str, body: bytes) -> None:
+        try:
+            result = await self.poster.post(
+                endpoint, event_id=event_id, body=body, timestamp=int(self.clock())
+            )
+        except Exception as exc:  # a bug of ours must not wedge the stream
+            log.exception("posting %s to %s failed", event_id, endpoint.id)
+            result = AttemptResult(status_code=None, latency_ms=0, error=f"internal: {exc}")
+        self._finish(d, result)
+
+    def _finish(self, d: Dispatch, result: AttemptResult) -> None:
+        """Record an answer: the scheduler decides, the journal persists (in this order, with
+        no await between, so the next head's attempt record can only come after)."""
+        now = self.clock()
+        retry_after = parse_retry_after(result.retry_after, now)
+        decision = self.scheduler.record(
+            Outcome(
+                delivery_id=d.delivery_id,
+                status_code=result.status_code,
+                retry_after=retry_after,
+            ),
+            now,
+        )
+        writes: list[Write] = [
+            tables.finish_attempt(
+                delivery_id=d.delivery_id,
+                attempt=d.attempt,
+                finished_at=iso_utc(now),
+                status_code=result.status_code,
+                latency_ms=result.latency_ms,
+                error=result.error,
+                outcome=tables.SUCCEEDED if result.succeeded else tables.FAILED,
+            )
+        ]
+        status = {Verdict.SUCCEEDED: tables.SUCCEEDED, Verdict.FAILED: tables.FAILED}.get(
+            decision.verdict, tables.PENDING
+        )
+        writes.append(
+            tables.set_delivery(
+                d.delivery_id, status=status, next_attempt_at=decision.next_at or now
+            )
+        )
+        endpoint = self.endpoints.get(d.endpoint_id)
+        if endpoint is not None:
+            if decision.disabled_reason is not None:
+                writes += self._disable(endpoint, decision.disabled_reason, decision, now)
+            elif decision.failing_since != endpoint.failing_since:
+                self.endpoints[endpoint.id] = dataclasses.replace(
+                    endpoint, failing_since=decision.failing_since
+                )
+                writes.append(tables.set_failing_since(endpoint.id, decision.failing_since))
+        self.journal.append(writes)
+        self.wake()
+        for observer in self._observers:
+            observer(d, result, decision)
+
+    def add_observer(self, observer: Callable[[Dispatch, AttemptResult, Decision], None]) -> None:
+        """Called after each recorded answer (metrics, and tests waiting on conditions)."""
+        self._observers.append(observer)
+
+    def _disable(
+        self, endpoint: Endpoint, reason: str, decision: Decision, now: float
+    ) -> list[Write]:
+        failing_since = decision.failing_since
+        log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+        self.version += 1
+        self.endpoints[endpoint.id] = dataclasses.replace(
+            endpoint,
+            status=EndpointStatus.DISABLED,
+            disabled_reason=reason,
+            failing_since=failing_since,
+            updated_at=iso_utc(now),
+        )
+        _, writes = self.system_event(
+            WEBHOOK_DISABLED, {"webhookId": endpoint.id, "url": endpoint.url, "reason": reason}
+        )
+        return [
+            tables.set_endpoint_health(
+                endpoint.id,
+                status=EndpointStatus.DISABLED,
+                disabled_reason=reason,
+                failing_since=failing_since,
+                updated_at=iso_utc(now),
+            ),
+            *writes,
+        ]
+
+    # -- retention -----------------------------------------------------------------------
+
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                await self.prune_once()
+            except Exception:
+                log.exception("webhook retention pass failed")
+            await asyncio.sleep(self.config.prune_interval)
+
+    async def prune_once(self) -> None:
+        plan = plan_prune(
+            now=self.clock(), retention=self.config.retention, fanout_cursor=self._fanout_pos
+        )
+        if plan is None:
+            return
+        for _ in range(PRUNE_ROUNDS):
+            if not await tables.has_prunable(
+                self.store, cutoff=plan.cutoff, max_event_pos=plan.max_event_pos
+            ):
+                return
+            await self.journal.write(
+                tables.prune(cutoff=plan.cutoff, max_event_pos=plan.max_event_pos, batch=plan.batch)
+            )

@@ -1,0 +1,24 @@
+"""The JSON envelope posted for an event (DESIGN section 4), built in this one place."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from storage.records import Event
+
+
+def envelope(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "timestamp": event.timestamp,
+        "chargerId": event.charger_id,
+        "sequence": event.sequence,
+        "data": event.data,
+    }
+
+
+def envelope_body(event: Event) -> bytes:
+    """The exact bytes posted and signed (compact JSON, UTF-8)."""
+    return json.dumps(envelope(event), separators=(",", ":"), ensure_ascii=False).encode()

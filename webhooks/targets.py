@@ -1,0 +1,141 @@
+"""Where webhooks may be posted: http(s) URLs whose host resolves only to global addresses.
+
+A webhook URL is chosen by an API caller but fetched by the server, the classic SSRF shape:
+without a check, ``http://169.254.169.254/`` or an intranet host is one POST away. Every
+A/AAAA record must be global (not private, loopback, link-local, CGNAT, unique-local,
+multicast, unspecified or reserved; addresses embedded in IPv4-mapped, 6to4 and Teredo
+IPv6 addresses are checked too). The check runs at registration and again at connect time
+(``GuardedResolver``), so a name that later resolves elsewhere (DNS rebinding) is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_MAX_URL = 2048
+
+
+class TargetError(ValueError):
+    """The URL is not one we post to; the message says why (shown to the API caller)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+
+
+def parse_url(url: str) -> Target:
+    """Check the URL's shape: http or https, a host, no credentials, a sane length."""
+    if len(url) > _MAX_URL:
+        raise TargetError(f"url is longer than {_MAX_URL} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise TargetError(f"url is not valid: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise TargetError("url must start with http:// or https://")
+    if not parts.hostname:
+        raise TargetError("url has no host")
+    if parts.username or parts.password:
+        raise TargetError("url must not carry credentials; use headers instead")
+    default = 443 if parts.scheme == "https" else 80
+    return Target(scheme=parts.scheme, host=parts.hostname, port=port or default)
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
+
+
+def is_global_address(ip: IPAddress) -> bool:
+    """True only for addresses on the public internet."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id:
+            return False
+        inner = _embedded_v4(ip)
+        if inner is not None and not is_global_address(inner):
+            return False
+    if ip.is_multicast or ip.is_unspecified or ip.is_reserved or ip.is_loopback:
+        return False
+    if ip.is_link_local or ip.is_private or not ip.is_global:
+        return False
+    return not (isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT)
+
+
+def literal_address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def refuse_non_global(host: str, addresses: list[str]) -> None:
+    if not addresses:
+        raise TargetError(f"host {host} has no address")
+    for text in addresses:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+        if not is_global_address(ip):
+            raise TargetError(
+                f"host {host} resolves to a non-public address ({ip}); private targets are"
+                " not allowed (webhooks.allow_private_targets)"
+            )
+
+
+async def check_target(url: str, *, allow_private: bool) -> Target:
+    """Validate the URL and, unless private targets are allowed, every address of its host."""
+    target = parse_url(url)
+    if allow_private:
+        return target
+    literal = literal_address(target.host)
+    if literal is not None:
+        refuse_non_global(target.host, [str(literal)])
+        return target
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise TargetError(f"host {target.host} does not resolve: {exc}") from None
+    refuse_non_global(target.host, [str(info[4][0]) for info in infos])
+    return target
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp resolver that refuses a host when any of its addresses is not global.
+
+    aiohttp connects to the addresses this returns, so what was checked is what is used.
+    IP literals never reach a resolver; the engine checks those before posting.
+    """
+
+    def __init__(self) -> None:
+        self._inner = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        try:
+            refuse_non_global(host, [r["host"] for r in results])
+        except TargetError as exc:
+            raise OSError(str(exc)) from None
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
