@@ -1,0 +1,456 @@
+"""Many chargers in one process, to measure a CSMS (`csms-sim load`).
+
+Lean on purpose, so that the client is not what is measured: raw WebSocket frames and
+`json`, no schema validation, no `ocpp` library, one CALL in flight per charger (OCPP-J
+4.1.1). Connections ramp up over `ramp` seconds instead of arriving all at once; the run
+is bounded in chargers and time (hard stop at duration + grace) and refuses non-loopback
+targets unless told otherwise.
+
+Closed loop by default (each charger sends its next CALL when the last is answered); with
+`rate` it is open loop: calls are scheduled at `rate` per second over all chargers and
+latency is counted from the scheduled time, so a slow server cannot hide its queueing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import resource
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
+
+from simulators.net import SUBPROTOCOL, basic_auth, endpoint, ssl_context
+from simulators.timefmt import iso
+
+MAX_CHARGERS = 20_000
+MAX_DURATION = 3_600.0
+SCENARIOS = ("meter", "idle", "session")
+
+
+class LoadError(ValueError):
+    """Options the load driver refuses to run with."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadOptions:
+    url: str
+    chargers: int
+    duration: float
+    scenario: str = "meter"
+    rate: float | None = None  # total CALLs/s over all chargers; None: closed loop
+    ramp: float = 0.0  # seconds over which connections are opened
+    id_prefix: str = "LOAD-"
+    password: str | None = None
+    ca: str | None = None
+    call_timeout: float = 30.0
+    grace: float = 10.0  # after `duration`: finish transactions, then hard stop
+    heartbeat_interval: float | None = None  # idle: overrides the CSMS's interval
+    seed: int | None = None
+
+    def validate(self) -> None:
+        if not 1 <= self.chargers <= MAX_CHARGERS:
+            raise LoadError(f"--chargers must be 1..{MAX_CHARGERS}")
+        if not 0 < self.duration <= MAX_DURATION:
+            raise LoadError(f"--duration must be in (0, {MAX_DURATION:.0f}]")
+        if self.scenario not in SCENARIOS:
+            raise LoadError(f"--scenario must be one of {', '.join(SCENARIOS)}")
+        if self.rate is not None and self.rate <= 0:
+            raise LoadError("--rate must be positive")
+        if not 0 <= self.ramp <= self.duration:
+            raise LoadError("--ramp must be between 0 and --duration")
+
+    def charger_ids(self) -> list[str]:
+        return [f"{self.id_prefix}{n:05d}" for n in range(1, self.chargers + 1)]
+
+
+@dataclass(slots=True)
+class Stats:
+    """What the run measured; summarised by `summary()`."""
+
+    latencies: array[float] = field(default_factory=lambda: array("d"))  # seconds
+    calls_by_action: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    connected: set[str] = field(default_factory=set)  # ids that got a session open
+    connect_failures: int = 0
+    teardown_calls: int = 0  # StopTransactions after the measured window
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list (q in 0..100)."""
+    if not ordered:
+        return 0.0
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summary(stats: Stats, options: LoadOptions, *, elapsed: float, cpu: float) -> dict[str, Any]:
+    """The JSON summary the CLI prints."""
+    ordered = sorted(stats.latencies)
+    calls = len(ordered)
+
+    def ms(value: float) -> float:
+        return round(value * 1000, 3)
+
+    return {
+        "scenario": options.scenario,
+        "mode": "open" if options.rate else "closed",
+        "targetRate": options.rate,
+        "chargers": options.chargers,
+        "connected": len(stats.connected),
+        "connectFailures": stats.connect_failures,
+        "calls": calls,
+        "callsPerSecond": round(calls / elapsed, 1) if elapsed > 0 else 0.0,
+        "callsByAction": dict(stats.calls_by_action),
+        "teardownCalls": stats.teardown_calls,
+        "latencyMs": {
+            "p50": ms(percentile(ordered, 50)),
+            "p90": ms(percentile(ordered, 90)),
+            "p99": ms(percentile(ordered, 99)),
+            "max": ms(ordered[-1]) if ordered else 0.0,
+            "mean": ms(sum(ordered) / calls) if calls else 0.0,
+        },
+        "latencyFrom": "scheduled" if options.rate else "sent",
+        "errors": dict(stats.errors),
+        "durationS": round(elapsed, 3),
+        "rampS": options.ramp,
+        "clientCpuS": round(cpu, 3),
+    }
+
+
+class CallFailed(Exception):
+    """A CALL answered with CALLERROR or not at all; `kind` goes into the error counts."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class LeanCharger:
+    """One charger of the load: a socket, a counter for message ids, one CALL at a time."""
+
+    def __init__(
+        self, charger_id: str, options: LoadOptions, stats: Stats, deadline: float
+    ) -> None:
+        self.charger_id = charger_id
+        self.options = options
+        self.stats = stats
+        self.deadline = deadline  # loop time when the measured window ends
+        self.ws: ClientConnection | None = None
+        self.next_id = 0
+        self.interval = options.heartbeat_interval or 300.0  # idle heartbeat period
+        self.energy_wh = 0.0
+        self.transaction_id: int | None = None
+        self.measuring = True  # False during teardown
+
+    async def call(
+        self, action: str, payload: dict[str, Any], *, scheduled: float | None = None
+    ) -> dict[str, Any]:
+        """Send a CALL and read frames until its answer; CSMS CALLs meanwhile get NotSupported."""
+        assert self.ws is not None
+        loop = asyncio.get_running_loop()
+        self.next_id += 1
+        unique_id = str(self.next_id)
+        sent = loop.time()
+        await self.ws.send(json.dumps([2, unique_id, action, payload], separators=(",", ":")))
+        limit = sent + self.options.call_timeout
+        while True:
+            remaining = limit - loop.time()
+            if remaining <= 0:
+                raise CallFailed("timeout")
+            try:
+                raw = await asyncio.wait_for(self.ws.recv(), remaining)
+            except TimeoutError:
+                raise CallFailed("timeout") from None
+            try:
+                frame = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(frame, list) or len(frame) < 3:
+                continue
+            if frame[0] == 2:  # the CSMS asks something of us: not served by the load client
+                error = [4, frame[1], "NotSupported", "load client", {}]
+                await self.ws.send(json.dumps(error))
+                continue
+            if frame[1] != unique_id:
+                continue
+            if frame[0] == 4:
+                raise CallFailed(f"CALLERROR:{frame[2]}")
+            done = loop.time()
+            if self.measuring and done <= self.deadline:
+                self.stats.latencies.append(done - (scheduled if scheduled is not None else sent))
+                self.stats.calls_by_action[action] += 1
+            elif not self.measuring:
+                self.stats.teardown_calls += 1
+            return frame[2] if isinstance(frame[2], dict) else {}
+
+    async def run(self, start_at: float) -> None:
+        """Connect at `start_at`, play the scenario until the deadline, reconnect if dropped."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, start_at - loop.time()))
+        while loop.time() < self.deadline:
+            try:
+                self.ws = await self._connect()
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                self.stats.connect_failures += 1
+                kind = (
+                    f"connect:{exc.response.status_code}"
+                    if isinstance(exc, InvalidStatus)
+                    else f"connect:{type(exc).__name__}"
+                )
+                self.stats.errors[kind] += 1
+                await asyncio.sleep(
+                    min(1.0 + random.random(), max(0.0, self.deadline - loop.time()))
+                )
+                continue
+            self.stats.connected.add(self.charger_id)
+            try:
+                await self._play()
+            except ConnectionClosed:
+                self.stats.errors["disconnect"] += 1
+            except CallFailed as exc:
+                self.stats.errors[exc.kind] += 1
+            finally:
+                if loop.time() >= self.deadline:
+                    await self._teardown()
+                await self.ws.close()
+                self.ws = None
+
+    async def _connect(self) -> ClientConnection:
+        o = self.options
+        headers = basic_auth(self.charger_id, o.password) if o.password else {}
+        return await connect(
+            endpoint(o.url, self.charger_id),
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            additional_headers=headers,
+            ssl=ssl_context(o.url, o.ca),
+            open_timeout=o.call_timeout,
+            ping_interval=None,  # the server pings; answering is automatic
+            compression=None,
+        )
+
+    async def _guarded(
+        self, action: str, payload: dict[str, Any], scheduled: float | None = None
+    ) -> dict[str, Any] | None:
+        """A CALL whose CALLERROR is counted and survived (time-outs and drops end the run)."""
+        try:
+            return await self.call(action, payload, scheduled=scheduled)
+        except CallFailed as exc:
+            if exc.kind == "timeout":
+                raise
+            self.stats.errors[exc.kind] += 1
+            return None
+
+    async def _boot(self) -> None:
+        loop = asyncio.get_running_loop()
+        while loop.time() < self.deadline:
+            answer = await self._guarded(
+                "BootNotification",
+                {
+                    "chargePointVendor": "chargehook",
+                    "chargePointModel": "SIM-LOAD",
+                    "chargePointSerialNumber": self.charger_id,
+                },
+            )
+            status = (answer or {}).get("status")
+            if status == "Accepted":
+                if self.options.heartbeat_interval is None and answer and answer.get("interval"):
+                    self.interval = float(answer["interval"])
+                return
+            self.stats.errors[f"boot:{status}"] += 1
+            wait = float((answer or {}).get("interval") or 5)
+            await asyncio.sleep(min(wait, max(0.0, self.deadline - loop.time())))
+
+    def _status(self, status: str) -> dict[str, Any]:
+        return {
+            "connectorId": 1,
+            "errorCode": "NoError",
+            "status": status,
+            "timestamp": iso(datetime.now(UTC)),
+        }
+
+    async def _start(self) -> None:
+        tag = f"TAG-{self.charger_id}"
+        answer = await self._guarded(
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": tag,
+                "meterStart": int(self.energy_wh),
+                "timestamp": iso(datetime.now(UTC)),
+            },
+        )
+        self.transaction_id = int(answer["transactionId"]) if answer else None
+
+    def _meter_values(self) -> dict[str, Any]:
+        self.energy_wh += 11_000 / 3600  # a second at 11 kW per sample, rising
+        payload: dict[str, Any] = {
+            "connectorId": 1,
+            "meterValue": [
+                {
+                    "timestamp": iso(datetime.now(UTC)),
+                    "sampledValue": [
+                        {
+                            "value": f"{self.energy_wh:.1f}",
+                            "measurand": "Energy.Active.Import.Register",
+                            "unit": "Wh",
+                        },
+                        {"value": "11000.0", "measurand": "Power.Active.Import", "unit": "W"},
+                    ],
+                }
+            ],
+        }
+        if self.transaction_id is not None:
+            payload["transactionId"] = self.transaction_id
+        return payload
+
+    async def _stop(self) -> None:
+        if self.transaction_id is None:
+            return
+        payload = {
+            "transactionId": self.transaction_id,
+            "meterStop": int(self.energy_wh),
+            "timestamp": iso(datetime.now(UTC)),
+            "reason": "Local",
+        }
+        self.transaction_id = None
+        await self._guarded("StopTransaction", payload)
+
+    async def _teardown(self) -> None:
+        """After the window: close a running transaction, if the grace allows."""
+        self.measuring = False
+        if self.transaction_id is None or self.ws is None:
+            return
+        with contextlib.suppress(CallFailed, ConnectionClosed, TimeoutError):
+            await asyncio.wait_for(self._stop(), self.options.grace / 2)
+
+    async def _play(self) -> None:
+        await self._boot()
+        await self._guarded("StatusNotification", self._status("Available"))
+        scenario = self.options.scenario
+        if scenario == "meter":
+            await self._guarded("StatusNotification", self._status("Preparing"))
+            await self._start()
+            await self._guarded("StatusNotification", self._status("Charging"))
+            await self._loop(lambda: ("MeterValues", self._meter_values()))
+        elif scenario == "idle":
+            await self._loop(
+                lambda: ("Heartbeat", {}), period=None if self.options.rate else self.interval
+            )
+        else:
+            await self._sessions()
+
+    async def _loop(
+        self, make: Callable[[], tuple[str, dict[str, Any]]], period: float | None = None
+    ) -> None:
+        """Repeat a CALL until the deadline: closed loop, every `period` s, or open loop."""
+        loop = asyncio.get_running_loop()
+        o = self.options
+        if o.rate:
+            period = o.chargers / o.rate
+        next_at = loop.time() + (random.random() * period if period else 0.0)
+        while True:
+            if period:
+                if next_at >= self.deadline:
+                    await asyncio.sleep(max(0.0, self.deadline - loop.time()))
+                    return
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+            elif loop.time() >= self.deadline:
+                return
+            action, payload = make()
+            await self._guarded(action, payload, scheduled=next_at if o.rate else None)
+            if period:
+                next_at += period
+
+    async def _sessions(self) -> None:
+        """Authorize, StartTransaction, three MeterValues, StopTransaction; again."""
+        loop = asyncio.get_running_loop()
+        while loop.time() < self.deadline:
+            await self._guarded("Authorize", {"idTag": f"TAG-{self.charger_id}"})
+            await self._start()
+            for _ in range(3):
+                await self._guarded("MeterValues", self._meter_values())
+            await self._stop()
+
+
+async def register(
+    api: str, token: str, ids: list[str], password: str | None, stats: Stats
+) -> None:
+    """Register every id through the admin API (DESIGN 6); 409 means it already exists."""
+    import aiohttp
+
+    sem = asyncio.Semaphore(16)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def one(charger_id: str) -> None:
+            body: dict[str, Any] = {"id": charger_id}
+            if password:
+                body["password"] = password
+            async with sem:
+                try:
+                    async with session.post(
+                        f"{api.rstrip('/')}/api/v1/chargers", json=body
+                    ) as resp:
+                        if resp.status not in (200, 201, 409):
+                            stats.errors[f"register:{resp.status}"] += 1
+                except aiohttp.ClientError as exc:
+                    stats.errors[f"register:{type(exc).__name__}"] += 1
+
+        await asyncio.gather(*(one(i) for i in ids))
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Each charger holds a socket; lift the soft open-file limit towards the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_load(
+    options: LoadOptions, *, register_api: str | None = None, token: str | None = None
+) -> dict[str, Any]:
+    """Run the whole load and return its summary."""
+    options.validate()
+    if options.seed is not None:
+        random.seed(options.seed)
+    raise_fd_limit(options.chargers + 256)
+    stats = Stats()
+    ids = options.charger_ids()
+    if register_api:
+        await register(register_api, token or "", ids, options.password, stats)
+    loop = asyncio.get_running_loop()
+    cpu0, wall0 = _cpu(), time.perf_counter()
+    t0 = loop.time()
+    deadline = t0 + options.duration
+    step = options.ramp / options.chargers if options.chargers else 0.0
+    chargers = [LeanCharger(cid, options, stats, deadline) for cid in ids]
+    tasks = [asyncio.create_task(c.run(t0 + n * step)) for n, c in enumerate(chargers)]
+    done, pending = await asyncio.wait(tasks, timeout=options.duration + options.grace)
+    for task in pending:
+        task.cancel()
+    if pending:
+        stats.errors["hardStop"] += len(pending)
+        await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            stats.errors[f"crash:{type(task.exception()).__name__}"] += 1
+    elapsed = min(time.perf_counter() - wall0, options.duration)
+    return summary(stats, options, elapsed=elapsed, cpu=_cpu() - cpu0)
