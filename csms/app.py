@@ -18,6 +18,7 @@ from aiohttp import web
 from csms.api.app import create_app
 from csms.api.common import token_digest
 from csms.catalog import CSMS_EVENT_TYPES
+from csms.commands import CommandDispatcher
 from csms.config import Settings
 from csms.hub import ChargerHub
 from csms.ids import IdSource
@@ -41,7 +42,9 @@ class Csms:
         runner: web.AppRunner,
         site: web.TCPSite,
         generated_token: str | None,
+        dispatcher: CommandDispatcher,
     ) -> None:
+        self.dispatcher = dispatcher
         self.settings = settings
         self.store = store
         self.hub = hub
@@ -65,10 +68,15 @@ class Csms:
             recovered = await hub.recover_after_restart()
             if recovered:
                 log.info("%d chargers were left connected by the last run", recovered)
+            dispatcher = CommandDispatcher(hub, call_timeout=settings.ocpp.call_timeout)
+            resumed = await dispatcher.resume()
+            if resumed:
+                log.info("%d queued commands wait for their chargers", resumed)
             ocpp = OcppServer(hub, settings.ocpp)
             app = create_app(
                 settings=settings,
                 hub=hub,
+                dispatcher=dispatcher,
                 token_digests=lambda: digests,
                 event_types=_event_types,
                 forget_password=ocpp.forget_password,
@@ -81,7 +89,7 @@ class Csms:
         except BaseException:
             await store.close()
             raise
-        return cls(settings, store, hub, ocpp, runner, site, generated)
+        return cls(settings, store, hub, ocpp, runner, site, generated, dispatcher)
 
     @property
     def api_port(self) -> int:
@@ -98,6 +106,7 @@ class Csms:
 
     async def close(self) -> None:
         await self.ocpp.close()
+        await self.dispatcher.close()
         await self._runner.cleanup()
         await self.store.close()
 

@@ -40,6 +40,8 @@ class Connection(Protocol):
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
+    async def send(self, text: str) -> None: ...
+
 
 @dataclass(slots=True, eq=False)
 class ChargerRuntime:
@@ -68,6 +70,9 @@ class ChargerHub:
         self.wants: Callable[[str], bool] = lambda event_type: False
         # Receives chargers' answers to CSMS-initiated calls (the command dispatcher).
         self.answer_handler: Callable[[str, CallResult | CallError], Awaitable[None]] | None = None
+        # Told when a charger's live connection comes and goes (the command dispatcher).
+        self.on_attach: list[Callable[[str], Awaitable[None]]] = []
+        self.on_detach: list[Callable[[str], Awaitable[None]]] = []
 
     def runtime(self, charger_id: str) -> ChargerRuntime:
         runtime = self._runtimes.get(charger_id)
@@ -95,6 +100,7 @@ class ChargerHub:
             digests = await self.store.recent_meter_digests(charger_id, limit=256)
             snapshot = replace(
                 snapshot,
+                settings=await self.store.charger_settings(charger_id),
                 state=state,
                 connectors={c.connector_id: c for c in connectors},
                 active={t.id: t for t in active},
@@ -225,7 +231,18 @@ class ChargerHub:
         runtime.connection = connection
         if old is not None:
             log.info("%s: a new connection replaces the old one", charger_id)
+            await self._notify(self.on_detach, charger_id)
             await old.close(1000, "replaced by a newer connection")
+        await self._notify(self.on_attach, charger_id)
+
+    async def _notify(
+        self, listeners: list[Callable[[str], Awaitable[None]]], charger_id: str
+    ) -> None:
+        for listener in listeners:
+            try:
+                await listener(charger_id)
+            except Exception:
+                log.exception("%s: connection listener failed", charger_id)
 
     async def detach(
         self, charger_id: str, connection: Connection, *, reason: str, close_code: int | None
@@ -240,6 +257,7 @@ class ChargerHub:
             charger_id,
             lambda snap: core.on_disconnect(snap, now=now, reason=reason, close_code=close_code),
         )
+        await self._notify(self.on_detach, charger_id)
 
     async def close_all(self, reason: str = "shutdown") -> None:
         for runtime in list(self._runtimes.values()):
@@ -286,6 +304,7 @@ class ChargerHub:
                     Delete("chargers", charger_id),
                     Delete("charger_state", charger_id),
                     Delete("connectors", charger_id),
+                    Delete("charger_settings", charger_id),
                 )
             )
             self._runtimes.pop(charger_id, None)

@@ -116,6 +116,37 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """A CSMS-initiated OCPP call and its life (requested -> accepted|rejected|failed)."""
+
+    id: str
+    charger_id: str
+    action: str
+    request: JSONDict
+    status: str
+    deferred: bool
+    response: JSONDict | None
+    error: JSONDict | None
+    created_at: str
+    sent_at: str | None
+    completed_at: str | None
+
+    @property
+    def done(self) -> bool:
+        return self.status != "requested"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargerSetting:
+    """Something a charger accepted through a command (availability, profiles, ...)."""
+
+    charger_id: str
+    key: str
+    value: Any
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Meta:
     """A small setting the server keeps for itself (e.g. the generated API token's hash)."""
 
@@ -149,6 +180,8 @@ Record = (
     | IdTag
     | Event
     | Meta
+    | Command
+    | ChargerSetting
 )
 
 

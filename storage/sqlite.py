@@ -24,7 +24,9 @@ import aiosqlite
 from storage import migrations
 from storage.records import (
     ChargerRegistration,
+    ChargerSetting,
     ChargerState,
+    Command,
     Connector,
     Delete,
     Event,
@@ -84,6 +86,15 @@ _SQL: dict[type, str] = {
         " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
     ),
     Meta: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+    Command: (
+        "INSERT OR REPLACE INTO commands (id, charger_id, action, request, status, deferred,"
+        " response, error, created_at, sent_at, completed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    ChargerSetting: (
+        "INSERT OR REPLACE INTO charger_settings (charger_id, key, value, updated_at)"
+        " VALUES (?, ?, ?, ?)"
+    ),
     Event: (
         "INSERT INTO events (id, type, charger_id, sequence, timestamp, data)"
         " VALUES (?, ?, ?, ?, ?, ?)"
@@ -95,6 +106,7 @@ _DELETE_SQL = {
     "charger_state": "DELETE FROM charger_state WHERE charger_id = ?",
     "connectors": "DELETE FROM connectors WHERE charger_id = ?",
     "id_tags": "DELETE FROM id_tags WHERE id_tag = ?",
+    "charger_settings": "DELETE FROM charger_settings WHERE charger_id = ?",
 }
 
 
@@ -180,6 +192,13 @@ def _params(record: Record | Delete | Statement) -> tuple[str, tuple[Any, ...]]:
             params += (i.created_at, i.updated_at)
         case Meta():
             params = (record.key, record.value)
+        case Command():
+            c = record
+            params = (c.id, c.charger_id, c.action, _dumps(c.request), c.status, int(c.deferred))
+            params += (_dumps(c.response), _dumps(c.error), c.created_at, c.sent_at)
+            params += (c.completed_at,)
+        case ChargerSetting():
+            params = (record.charger_id, record.key, _dumps(record.value), record.updated_at)
         case Event():
             e = record
             params = (e.id, e.type, e.charger_id, e.sequence, e.timestamp, _dumps(e.data))
@@ -479,6 +498,24 @@ class SqliteStore:
         items = [_event(r) for r in rows[: query.limit]]
         return Page(items=items, has_more=len(rows) > query.limit)
 
+    async def get_command(self, command_id: str) -> Command | None:
+        row = await self._one("SELECT * FROM commands WHERE id = ?", (command_id,))
+        return None if row is None else _command(row)
+
+    async def open_commands(self) -> list[Command]:
+        """Commands not finished yet, oldest first (to resume or fail them at start)."""
+        rows = await self._all(
+            "SELECT * FROM commands WHERE status = 'requested' ORDER BY created_at, rowid"
+        )
+        return [_command(r) for r in rows]
+
+    async def charger_settings(self, charger_id: str) -> dict[str, Any]:
+        rows = await self._all(
+            "SELECT key, value FROM charger_settings WHERE charger_id = ? ORDER BY key",
+            (charger_id,),
+        )
+        return {row["key"]: _loads(row["value"]) for row in rows}
+
     async def events_of_charger(self, charger_id: str) -> list[Event]:
         rows = await self._all(
             "SELECT * FROM events WHERE charger_id = ? ORDER BY pos", (charger_id,)
@@ -585,6 +622,22 @@ def _meter_sample(row: aiosqlite.Row) -> MeterSample:
         timestamp=row["timestamp"],
         digest=row["digest"],
         sampled_value=_loads(row["sampled_value"]),
+    )
+
+
+def _command(row: aiosqlite.Row) -> Command:
+    return Command(
+        id=row["id"],
+        charger_id=row["charger_id"],
+        action=row["action"],
+        request=_loads(row["request"]),
+        status=row["status"],
+        deferred=bool(row["deferred"]),
+        response=_loads(row["response"]),
+        error=_loads(row["error"]),
+        created_at=row["created_at"],
+        sent_at=row["sent_at"],
+        completed_at=row["completed_at"],
     )
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from csms.api import chargers, events, id_tags, transactions
+from csms.api import chargers, commands, events, id_tags, transactions
 from csms.api.common import auth_middleware, error_middleware, ok
-from csms.api.keys import EVENT_TYPES, FORGET_PASSWORD, HUB, SETTINGS, STORE
+from csms.api.keys import COMMANDS, EVENT_TYPES, FORGET_PASSWORD, HUB, SETTINGS, STORE
+from csms.commands import CommandDispatcher
 from csms.config import Settings
 from csms.hub import ChargerHub
 
@@ -35,6 +36,7 @@ def create_app(
     *,
     settings: Settings,
     hub: ChargerHub,
+    dispatcher: CommandDispatcher,
     token_digests: Callable[[], Iterable[str]],
     event_types: Callable[[], list[dict[str, Any]]],
     forget_password: Callable[[str], None],
@@ -48,6 +50,7 @@ def create_app(
     app[SETTINGS] = settings
     app[HUB] = hub
     app[STORE] = hub.store
+    app[COMMANDS] = dispatcher
     app[EVENT_TYPES] = event_types
     app[FORGET_PASSWORD] = forget_password
     for key, value in (extra_keys or {}).items():
@@ -58,6 +61,7 @@ def create_app(
         id_tags.routes,
         transactions.routes,
         events.routes,
+        commands.routes,
         *extra_routes,
     ):
         app.add_routes(table)

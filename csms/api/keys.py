@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from csms.commands import CommandDispatcher
 from csms.config import Settings
 from csms.hub import ChargerHub
 from storage.sqlite import SqliteStore
@@ -18,3 +19,4 @@ SETTINGS = web.AppKey("settings", Settings)
 EVENT_TYPES = web.AppKey("event_types", Callable[[], list[dict[str, Any]]])
 # Called when a charger's password changes, so cached verifications are dropped.
 FORGET_PASSWORD = web.AppKey("forget_password", Callable[[str], None])
+COMMANDS = web.AppKey("commands", CommandDispatcher)

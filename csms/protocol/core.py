@@ -30,7 +30,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from csms.protocol.frames import Call, ErrorCode
@@ -45,6 +45,7 @@ from csms.protocol.state import (
     LookupRequest,
     Lookups,
     RegistrationStatus,
+    RemoteStart,
 )
 from csms.protocol.timefmt import format_timestamp, parse_timestamp
 from storage.records import (
@@ -59,6 +60,9 @@ from storage.records import (
 
 # StopTransaction.req reason when the charger leaves it out (OCPP 1.6, 6.52).
 DEFAULT_STOP_REASON = "Local"
+# How long an accepted RemoteStartTransaction may wait for its StartTransaction (the 1.6
+# ConnectionTimeOut is typically 60-180 s; a driver may take longer to plug in).
+REMOTE_START_WINDOW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -311,6 +315,7 @@ def _start_transaction(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outco
         info = id_tag_info(ctx.lookups.id_tag, tag, mode=ctx.settings.authorization, now=ctx.now)
         return Outcome(snapshot=snap, reply={"transactionId": twin.id, "idTagInfo": info})
     info = id_tag_info(ctx.lookups.id_tag, tag, mode=ctx.settings.authorization, now=ctx.now)
+    snap, command_id = match_remote_start(snap, id_tag=tag, connector_id=connector_id, now=ctx.now)
     tx = Transaction(
         id=ctx.ids.transaction_id(),
         charger_id=snap.charger_id,
@@ -320,7 +325,7 @@ def _start_transaction(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outco
         meter_start=payload["meterStart"],
         started_at=key[2],
         reservation_id=payload.get("reservationId"),
-        command_id=None,
+        command_id=command_id,
         meter_stop=None,
         stopped_at=None,
         stop_reason=None,
@@ -340,6 +345,8 @@ def _start_transaction(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outco
     }
     if tx.reservation_id is not None:
         data["reservationId"] = tx.reservation_id
+    if command_id is not None:
+        data["commandId"] = command_id
     new = replace(snap, active={**snap.active, tx.id: tx})
     return Outcome(
         snapshot=new,
@@ -525,6 +532,29 @@ _HANDLERS: dict[str, Callable[[ChargerSnapshot, JSON, _Ctx], Outcome]] = {
     "StopTransaction": _stop_transaction,
 }
 assert set(_HANDLERS) == set(CHARGE_POINT_ACTIONS)
+
+
+def match_remote_start(
+    snap: ChargerSnapshot, *, id_tag: str, connector_id: int, now: datetime
+) -> tuple[ChargerSnapshot, str | None]:
+    """The RemoteStartTransaction a StartTransaction answers, if any (consumed)."""
+    kept: list[RemoteStart] = []
+    found: str | None = None
+    for pending in snap.remote_starts:
+        accepted = parse_timestamp(pending.accepted_at)
+        if accepted is not None and now - accepted > REMOTE_START_WINDOW:
+            continue  # expired: the driver never plugged in
+        if (
+            found is None
+            and pending.id_tag == id_tag
+            and pending.connector_id in (None, connector_id)
+        ):
+            found = pending.command_id
+            continue
+        kept.append(pending)
+    if found is None and len(kept) == len(snap.remote_starts):
+        return snap, None
+    return replace(snap, remote_starts=tuple(kept)), found
 
 
 # -- helpers ------------------------------------------------------------------------------

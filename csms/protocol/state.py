@@ -34,6 +34,16 @@ class RegistrationStatus:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteStart:
+    """An accepted RemoteStartTransaction, waiting for the StartTransaction it leads to."""
+
+    command_id: str
+    id_tag: str
+    connector_id: int | None
+    accepted_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChargerSnapshot:
     charger_id: str
     registration: ChargerRegistration | None  # None: registered on the fly (allow_unknown)
@@ -43,6 +53,10 @@ class ChargerSnapshot:
     recent_digests: tuple[str, ...] = ()  # meter values and stops already recorded
     # Actions a Pending charger may send because a TriggerMessage asked for them (4.2).
     triggered: frozenset[str] = frozenset()
+    # Accepted RemoteStartTransaction commands not yet matched by a StartTransaction.
+    remote_starts: tuple[RemoteStart, ...] = ()
+    # What the charger accepted through commands (availability, profiles, ...), by key.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def policy(self) -> str:

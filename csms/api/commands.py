@@ -1,0 +1,88 @@
+"""``POST /api/v1/chargers/{id}/commands/{Action}`` and ``GET /api/v1/commands/{id}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from csms.api.common import ApiError, bad_request, conflict, not_found, ok, query_bool, read_json
+from csms.api.keys import COMMANDS, STORE
+from csms.commands import CommandRefused
+from csms.protocol.schemas import CENTRAL_SYSTEM_ACTIONS, validate_request
+from storage.records import Command
+
+routes = web.RouteTableDef()
+
+MAX_WAIT_S = 120.0
+
+
+def command_view(command: Command) -> dict[str, Any]:
+    return {
+        "id": command.id,
+        "chargerId": command.charger_id,
+        "action": command.action,
+        "status": command.status,
+        "request": command.request,
+        "response": command.response,
+        "error": command.error,
+        "queued": command.deferred,
+        "createdAt": command.created_at,
+        "sentAt": command.sent_at,
+        "completedAt": command.completed_at,
+    }
+
+
+def _wait_seconds(request: web.Request) -> float | None:
+    raw = request.query.get("wait")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT_S:
+        raise bad_request(
+            f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}", "invalid_parameter"
+        )
+    return seconds
+
+
+@routes.post("/api/v1/chargers/{id}/commands/{action}")
+async def send_command(request: web.Request) -> web.Response:
+    charger_id = request.match_info["id"]
+    action = request.match_info["action"]
+    if action not in CENTRAL_SYSTEM_ACTIONS:
+        raise ApiError(
+            404,
+            "unknown_action",
+            f"{action} is not a CSMS-initiated OCPP 1.6 action; one of: "
+            + ", ".join(sorted(CENTRAL_SYSTEM_ACTIONS)),
+        )
+    wait = _wait_seconds(request)
+    queue = bool(query_bool(request, "queue"))
+    payload = await read_json(request)
+    violation = validate_request(action, payload)
+    if violation is not None:
+        field = violation.field or "body"
+        raise bad_request(f"{field}: {violation.description}", "invalid_payload")
+    if await request.app[STORE].get_registration(charger_id) is None:
+        raise not_found(f"charger {charger_id}")
+    dispatcher = request.app[COMMANDS]
+    try:
+        command = await dispatcher.submit(charger_id, action, payload, queue=queue)
+    except CommandRefused as exc:
+        raise conflict(str(exc)) from None
+    if wait:
+        finished = await dispatcher.wait(command.id, wait)
+        if finished is not None:
+            return ok(command_view(finished))
+    return ok(command_view(command), status=202)
+
+
+@routes.get("/api/v1/commands/{id}")
+async def get_command(request: web.Request) -> web.Response:
+    command = await request.app[STORE].get_command(request.match_info["id"])
+    if command is None:
+        raise not_found(f"command {request.match_info['id']}")
+    return ok(command_view(command))

@@ -1,0 +1,248 @@
+"""Sending commands to chargers: a per-charger outbound queue, one CALL in flight.
+
+OCPP-J 1.6, 4.1.1: at most one outstanding CALL per direction. Commands to one charger go
+out in the order the API received them; each waits ``ocpp.call_timeout`` for its answer.
+A command is stored (with its ``.requested`` event) before it is sent. When a charger
+disconnects, its in-flight command and the commands queued behind it fail; commands the
+caller asked to queue for an offline charger (``?queue=true``) wait for the next connection,
+also across restarts.
+
+This module never runs inside the handling of a charger's own message: answers arrive through
+``on_answer`` (called by the frame loop) and only resolve a future, so a charger's socket is
+never blocked waiting for itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from csms.hub import ChargerHub
+from csms.protocol import commands as logic
+from csms.protocol.frames import CallError, CallResult, encode_call
+from csms.protocol.schemas import validate_response
+from csms.protocol.timefmt import format_timestamp
+from storage.records import Command
+
+log = logging.getLogger(__name__)
+
+
+class CommandRefused(Exception):
+    """The API must refuse the command (e.g. 409: charger offline, or Pending)."""
+
+
+@dataclass(slots=True, eq=False)
+class _Queue:
+    commands: deque[Command] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
+    # The answer the in-flight command waits for: (command id, future of the frame).
+    waiting: tuple[str, asyncio.Future[CallResult | CallError]] | None = None
+
+
+class _ConnectionLost(Exception):
+    pass
+
+
+class CommandDispatcher:
+    def __init__(self, hub: ChargerHub, *, call_timeout: float) -> None:
+        self.hub = hub
+        self.call_timeout = call_timeout
+        self._queues: dict[str, _Queue] = {}
+        self._done: dict[str, asyncio.Future[Command]] = {}  # for ?wait=
+        self._closing = False
+        hub.answer_handler = self.on_answer
+        hub.on_attach.append(self.on_connected)
+        hub.on_detach.append(self.on_disconnected)
+
+    # -- API side -------------------------------------------------------------------------
+
+    async def submit(
+        self, charger_id: str, action: str, payload: dict[str, Any], *, queue: bool
+    ) -> Command:
+        """Store a command and queue it; raise CommandRefused when it cannot go now."""
+        connected = self.hub.connection_of(charger_id) is not None
+        if not connected and not queue:
+            raise CommandRefused(
+                f"charger {charger_id} is not connected (add ?queue=true to send it on reconnect)"
+            )
+        stamp = format_timestamp(self.hub.clock())
+        command = Command(
+            id=self.hub.ids.command_id(),
+            charger_id=charger_id,
+            action=action,
+            request=payload,
+            status=logic.CommandStatus.REQUESTED,
+            deferred=queue,
+            response=None,
+            error=None,
+            created_at=stamp,
+            sent_at=None,
+            completed_at=None,
+        )
+
+        def step(snap: Any) -> Any:
+            reason = logic.refusal(snap, action)
+            if reason is not None:
+                raise CommandRefused(reason)
+            return logic.request(snap, command)
+
+        await self.hub.apply(charger_id, step)
+        self._done[command.id] = asyncio.get_running_loop().create_future()
+        self._enqueue(command)
+        return command
+
+    async def wait(self, command_id: str, timeout: float) -> Command | None:
+        """The finished command, or None if it is still running after ``timeout``."""
+        future = self._done.get(command_id)
+        if future is None:
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return None
+
+    # -- queue ----------------------------------------------------------------------------
+
+    def _enqueue(self, command: Command) -> None:
+        queue = self._queues.setdefault(command.charger_id, _Queue())
+        queue.commands.append(command)
+        self._kick(command.charger_id)
+
+    def _kick(self, charger_id: str) -> None:
+        queue = self._queues.get(charger_id)
+        if queue is None or self._closing:
+            return
+        if queue.worker is None or queue.worker.done():
+            queue.worker = asyncio.create_task(self._run(charger_id), name=f"commands-{charger_id}")
+
+    async def _run(self, charger_id: str) -> None:
+        queue = self._queues[charger_id]
+        while queue.commands:
+            connection = self.hub.connection_of(charger_id)
+            if connection is None:
+                # Offline: what was asked to wait waits; the rest fails now.
+                await self._fail_undeferred(charger_id, "charger is not connected")
+                return
+            command = queue.commands[0]
+            sent = replace(command, sent_at=format_timestamp(self.hub.clock()))
+            future: asyncio.Future[CallResult | CallError] = (
+                asyncio.get_running_loop().create_future()
+            )
+            queue.waiting = (command.id, future)
+            response: dict[str, Any] | None = None
+            error: dict[str, Any] | None = None
+            try:
+                await connection.send(encode_call(command.id, command.action, command.request))
+                frame = await asyncio.wait_for(future, self.call_timeout)
+            except TimeoutError:
+                error = {
+                    "code": "Timeout",
+                    "message": f"no answer within {self.call_timeout:g} s",
+                }
+            except _ConnectionLost:
+                error = {"code": "ConnectionLost", "message": "the charger disconnected"}
+            else:
+                response, error = _read_answer(command.action, frame)
+            finally:
+                queue.waiting = None
+                queue.commands.popleft()
+            await self._finish(sent, response=response, error=error)
+
+    async def _finish(
+        self,
+        command: Command,
+        *,
+        response: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        now = self.hub.clock()
+        try:
+            outcome = await self.hub.apply(
+                command.charger_id,
+                lambda snap: logic.complete(snap, command, now=now, response=response, error=error),
+            )
+        except Exception:
+            log.exception("%s: could not record the outcome of %s", command.charger_id, command.id)
+            return
+        final = next(w for w in outcome.writes if isinstance(w, Command))
+        future = self._done.pop(command.id, None)
+        if future is not None and not future.done():
+            future.set_result(final)
+
+    async def _fail_undeferred(self, charger_id: str, message: str) -> None:
+        queue = self._queues.get(charger_id)
+        if queue is None:
+            return
+        failed = [c for c in queue.commands if not c.deferred]
+        queue.commands = deque(c for c in queue.commands if c.deferred)
+        for command in failed:
+            await self._finish(command, error={"code": "ChargerOffline", "message": message})
+
+    # -- charger side ---------------------------------------------------------------------
+
+    async def on_answer(self, charger_id: str, frame: CallResult | CallError) -> None:
+        queue = self._queues.get(charger_id)
+        waiting = queue.waiting if queue else None
+        if waiting is None or waiting[0] != frame.unique_id:
+            log.info("%s: ignored an answer to no open command (%s)", charger_id, frame.unique_id)
+            return
+        if not waiting[1].done():
+            waiting[1].set_result(frame)
+
+    async def on_connected(self, charger_id: str) -> None:
+        self._kick(charger_id)
+
+    async def on_disconnected(self, charger_id: str) -> None:
+        queue = self._queues.get(charger_id)
+        if queue is None:
+            return
+        if queue.waiting is not None and not queue.waiting[1].done():
+            queue.waiting[1].set_exception(_ConnectionLost())
+        elif queue.worker is None or queue.worker.done():
+            await self._fail_undeferred(charger_id, "the charger disconnected")
+
+    # -- life -----------------------------------------------------------------------------
+
+    async def resume(self) -> int:
+        """At start: queued-for-reconnect commands wait again; others died with the last run."""
+        resumed = 0
+        for command in await self.hub.store.open_commands():
+            if command.deferred and command.sent_at is None:
+                self._done[command.id] = asyncio.get_running_loop().create_future()
+                self._queues.setdefault(command.charger_id, _Queue()).commands.append(command)
+                resumed += 1
+            else:
+                await self._finish(
+                    command,
+                    error={"code": "ServerRestart", "message": "the server restarted"},
+                )
+        return resumed
+
+    async def close(self) -> None:
+        self._closing = True
+        workers = [q.worker for q in self._queues.values() if q.worker and not q.worker.done()]
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+def _read_answer(
+    action: str, frame: CallResult | CallError
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    if isinstance(frame, CallError):
+        error = {"code": frame.error_code, "message": frame.description}
+        if frame.details:
+            error["details"] = frame.details
+        return None, error
+    violation = validate_response(action, frame.payload)
+    if violation is not None:
+        return None, {
+            "code": "InvalidResponse",
+            "message": f"{violation.error_code}: {violation.description}",
+            "field": violation.field,
+            "response": frame.payload,
+        }
+    return frame.payload, None
