@@ -21,7 +21,13 @@ from csms.ids import IdSource
 from csms.protocol import core
 from csms.protocol.core import DomainEvent, Outcome, Reject
 from csms.protocol.frames import Call, CallError, CallResult
-from csms.protocol.state import ChargerSnapshot, CoreSettings, LookupRequest, Lookups
+from csms.protocol.state import (
+    RECENT_DIGESTS,
+    ChargerSnapshot,
+    CoreSettings,
+    LookupRequest,
+    Lookups,
+)
 from csms.protocol.timefmt import format_timestamp
 from storage.records import ChargerRegistration, Delete, Event, UnitOfWork
 from storage.sqlite import SqliteStore
@@ -97,7 +103,7 @@ class ChargerHub:
         if state is not None:
             connectors = await self.store.get_connectors(charger_id)
             active = await self.store.active_transactions(charger_id)
-            digests = await self.store.recent_meter_digests(charger_id, limit=256)
+            digests = await self.store.recent_meter_digests(charger_id, limit=RECENT_DIGESTS)
             snapshot = replace(
                 snapshot,
                 settings=await self.store.charger_settings(charger_id),

@@ -20,8 +20,9 @@ from storage.records import (
     Transaction,
 )
 
-# How many recent meter/stop digests a snapshot keeps to recognise re-sent messages.
-RECENT_DIGESTS = 512
+# How many recent meter/stop digests a snapshot keeps to recognise re-sent messages: a
+# charger re-sends what lost its answer, i.e. the last few; 64 bounds memory per charger.
+RECENT_DIGESTS = 64
 
 
 class RegistrationStatus:
