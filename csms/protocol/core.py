@@ -362,7 +362,11 @@ def _meter_values(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outcome:
         return _bad_value("connectorId", "connectorId must be 0 (the charger) or more", snap)
     tx_id = payload.get("transactionId")
     tx = _own_transaction(snap, ctx.lookups, tx_id)
-    samples, digests = _new_samples(snap, payload["meterValue"], connector_id, tx_id)
+    # Samples belong to a transaction only if it is this charger's: an unknown id (or another
+    # charger's) stays in the event, never on the rows of a transaction it does not name.
+    samples, digests = _new_samples(
+        snap, payload["meterValue"], connector_id, tx.id if tx is not None else None
+    )
     if samples is None:
         return _bad_value("meterValue", "a meterValue timestamp is not a dateTime", snap)
     if not samples:
