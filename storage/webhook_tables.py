@@ -390,15 +390,16 @@ async def replay_candidates(
     until: str | None,
     only_failed: bool,
     after_pos: int,
+    max_pos: int,
     limit: int,
 ) -> list[EventHead]:
     """Events in [since, until) after ``after_pos`` not already pending for the endpoint and,
     with ``only_failed``, never delivered to it successfully."""
     sql = (
-        "SELECT e.pos, e.id, e.type, e.charger_id FROM events e WHERE e.pos > ?"
+        "SELECT e.pos, e.id, e.type, e.charger_id FROM events e WHERE e.pos > ? AND e.pos <= ?"
         " AND e.timestamp >= ?"
     )
-    params: list[Any] = [after_pos, since]
+    params: list[Any] = [after_pos, max_pos, since]
     if until is not None:
         sql += " AND e.timestamp < ?"
         params.append(until)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import standardwebhooks
 import svix.webhooks
 
-from tests.test_webhook_support import EventSource, receiver, webhook_service
+from tests.test_webhook_support import FAST, EventSource, receiver, webhook_service
 
 
 async def test_every_request_verifies_with_both_libraries(tmp_path):
@@ -29,3 +29,174 @@ async def test_every_request_verifies_with_both_libraries(tmp_path):
         for charger in ("CP-1", "CP-2", "CP-3"):
             seqs = [e["sequence"] for e in rec.delivered() if e["chargerId"] == charger]
             assert seqs == [1, 2, 3, 4, 5]
+
+
+async def test_order_kept_under_failure_and_retries_keep_the_id(tmp_path):
+    failures = 3
+
+    async def respond(envelope, nth):
+        if envelope["chargerId"] == "CP-A" and nth <= failures:
+            return 500, {}
+        return 200, {}
+
+    async with receiver(respond) as rec, webhook_service(str(tmp_path / "db")) as (store, service):
+        await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        source = EventSource(store)
+        await source.emit("CP-A", 4)
+        await source.emit("CP-B", 4)
+        await rec.wait_for(lambda: len(rec.delivered()) == 8)
+        a_requests = [r for r in rec.requests if r.json["chargerId"] == "CP-A"]
+        # each of A's events: 3 failures then a success, always under the same webhook-id,
+        # and never a request for event N+1 before event N succeeded
+        seen = [(r.json["sequence"], r.status) for r in a_requests]
+        assert seen == [(n, s) for n in (1, 2, 3, 4) for s in (500, 500, 500, 200)]
+        for r in a_requests:
+            assert r.headers["webhook-id"] == r.json["id"]
+        b_seqs = [e["sequence"] for e in rec.delivered() if e["chargerId"] == "CP-B"]
+        assert b_seqs == [1, 2, 3, 4]
+
+
+async def test_a_slow_charger_does_not_hold_up_another(tmp_path):
+    import asyncio
+
+    release = asyncio.Event()
+
+    async def respond(envelope, nth):
+        if envelope["chargerId"] == "SLOW":
+            await release.wait()  # answers only when the test lets it
+        return 200, {}
+
+    async with receiver(respond) as rec, webhook_service(str(tmp_path / "db")) as (store, service):
+        await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        source = EventSource(store)
+        await source.emit("SLOW", 3)
+        await source.emit("FAST", 10)
+        # all of FAST's events arrive while SLOW's first is still unanswered
+        await rec.wait_for(lambda: len(rec.delivered()) == 10)
+        assert {e["chargerId"] for e in rec.delivered()} == {"FAST"}
+        release.set()
+        await rec.wait_for(lambda: len(rec.delivered()) == 13)
+        slow = [e["sequence"] for e in rec.delivered() if e["chargerId"] == "SLOW"]
+        assert slow == [1, 2, 3]
+
+
+async def test_410_disables_the_endpoint_and_tells_the_subscribers(tmp_path):
+    async def gone(envelope, nth):
+        return 410, {}
+
+    async with (
+        receiver(gone) as dead,
+        receiver() as watcher,
+        webhook_service(str(tmp_path / "db")) as (store, service),
+    ):
+        doomed = await service.create_endpoint({"url": dead.url, "enabledEvents": ["*"]})
+        await service.create_endpoint({"url": watcher.url, "enabledEvents": ["webhook.*"]})
+        await EventSource(store).emit("CP-1", 3)
+        await watcher.wait_for(lambda: len(watcher.delivered()) == 1)
+        notice = watcher.delivered()[0]
+        assert notice["type"] == "webhook.disabled"
+        assert notice["chargerId"] is None and notice["sequence"] == 1
+        assert notice["data"]["webhookId"] == doomed.id
+        assert "410" in notice["data"]["reason"]
+        endpoint = service.get_endpoint(doomed.id)
+        assert endpoint.status == "disabled" and "410" in endpoint.disabled_reason
+        assert len(dead.requests) == 1  # nothing more is posted to a disabled endpoint
+
+
+async def test_disable_after_then_replay_delivers_what_was_missed(tmp_path):
+    import dataclasses
+
+    config = dataclasses.replace(FAST, retry_schedule=(0.05,) * 50, disable_after=0.3)
+    healthy = False
+
+    async def flaky(envelope, nth):
+        return (200, {}) if healthy else (503, {})
+
+    async with (
+        receiver(flaky) as rec,
+        receiver() as watcher,
+        webhook_service(str(tmp_path / "db"), config) as (store, service),
+    ):
+        endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        await service.create_endpoint({"url": watcher.url, "enabledEvents": ["webhook.disabled"]})
+        source = EventSource(store)
+        await source.emit("CP-1", 2)
+        await watcher.wait_for(lambda: len(watcher.delivered()) == 1)
+        disabled = service.get_endpoint(endpoint.id)
+        assert disabled.status == "disabled"
+        assert disabled.disabled_reason.startswith("failing continuously")
+        assert watcher.delivered()[0]["data"]["reason"] == disabled.disabled_reason
+        await source.emit("CP-1", 2)  # while disabled: not queued for it
+        await source.emit("CP-2", 1)
+        healthy = True
+        await service.update_endpoint(endpoint.id, {"status": "active"})
+        # the head that was pending resumes at once; replay brings the events it never got
+        queued = await service.replay(
+            endpoint.id, since="2026-01-01T00:00:00.000Z", until=None, only_failed=True
+        )
+        # CP-1 #3, #4, CP-2 #1 and the webhook.disabled notice it could not get; CP-1 #1, #2
+        # are still pending and not queued twice
+        assert queued == 4
+        await rec.wait_for(lambda: len(rec.delivered()) == 6)
+        cp1 = [e["sequence"] for e in rec.delivered() if e["chargerId"] == "CP-1"]
+        assert cp1 == [1, 2, 3, 4]
+        assert service.get_endpoint(endpoint.id).status == "active"
+
+
+async def test_rotation_signs_with_both_secrets(tmp_path):
+    async with receiver() as rec, webhook_service(str(tmp_path / "db")) as (store, service):
+        endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        rotated = await service.rotate_secret(endpoint.id)
+        assert rotated.secret != endpoint.secret
+        await EventSource(store).emit("CP-1")
+        await rec.wait_for(lambda: len(rec.delivered()) == 1)
+        request = rec.requests[0]
+        assert len(request.headers["webhook-signature"].split(" ")) == 2
+        for secret in (endpoint.secret, rotated.secret):
+            standardwebhooks.Webhook(secret).verify(request.body, request.headers)
+            svix.webhooks.Webhook(secret).verify(request.body, request.headers)
+
+
+async def test_ocpp_message_only_when_named_and_charger_filter(tmp_path):
+    async with (
+        receiver() as everything,
+        receiver() as frames,
+        webhook_service(str(tmp_path / "db")) as (store, service),
+    ):
+        assert not service.wants("ocpp.message")
+        await service.create_endpoint({"url": everything.url, "enabledEvents": ["*"]})
+        assert not service.wants("ocpp.message") and service.wants("transaction.started")
+        await service.create_endpoint(
+            {"url": frames.url, "enabledEvents": ["ocpp.message"], "chargerIds": ["CP-2"]}
+        )
+        assert service.wants("ocpp.message")
+        source = EventSource(store)
+        await source.emit("CP-1", 1, "ocpp.message")
+        await source.emit("CP-2", 2, "ocpp.message")
+        await source.emit("CP-2", 1, "transaction.started")
+        await frames.wait_for(lambda: len(frames.delivered()) == 2)
+        await everything.wait_for(lambda: len(everything.delivered()) == 1)
+        assert [e["type"] for e in everything.delivered()] == ["transaction.started"]
+        assert {e["chargerId"] for e in frames.delivered()} == {"CP-2"}
+        assert all(e["sequence"] is None for e in frames.delivered())
+
+
+async def test_test_send_reaches_only_its_endpoint(tmp_path):
+    async with (
+        receiver() as target,
+        receiver() as other,
+        webhook_service(str(tmp_path / "db")) as (store, service),
+    ):
+        endpoint = await service.create_endpoint({"url": target.url, "enabledEvents": ["*"]})
+        await service.create_endpoint({"url": other.url, "enabledEvents": ["*"]})
+        sent = await service.send_test(endpoint.id)
+        assert sent.result.succeeded and sent.result.status_code == 200
+        assert target.requests[0].json["data"]["isTest"] is True
+        standardwebhooks.Webhook(endpoint.secret).verify(
+            target.requests[0].body, target.requests[0].headers
+        )
+        await EventSource(store).emit("CP-1")  # flows behind it; the test was not fanned out
+        await other.wait_for(lambda: len(other.delivered()) == 1)
+        assert other.delivered()[0]["type"] == "transaction.updated"
+        rows, _ = await service.attempts(endpoint.id, limit=10, starting_after=None, event_id=None)
+        assert rows[-1].event_id == sent.event_id and rows[-1].outcome == "succeeded"

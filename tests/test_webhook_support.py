@@ -30,7 +30,7 @@ TEST_TYPES = (
 FAST = DeliveryConfig(
     allow_private_targets=True,
     timeout=2.0,
-    retry_schedule=(0.05, 0.1),
+    retry_schedule=(0.05, 0.1, 0.1),
     disable_after=3600.0,
 )
 
@@ -140,3 +140,16 @@ async def webhook_service(
     finally:
         await service.close()
         await store.close()
+
+
+async def settled(service: WebhookService, predicate: Callable[[], bool], timeout: float = 10.0):
+    """Wait until ``predicate()`` holds, checked after each answer the engine records."""
+    changed = asyncio.Event()
+    service.engine.add_observer(lambda *_: changed.set())
+
+    async def wait() -> None:
+        while not predicate():
+            await changed.wait()
+            changed.clear()
+
+    await asyncio.wait_for(wait(), timeout)

@@ -196,16 +196,28 @@ class Engine:
             next_at=now,
         )
 
+    @property
+    def fanout_pos(self) -> int:
+        """Events up to this pos have been fanned out (read it under ``lock`` to rely on it)."""
+        return self._fanout_pos
+
     async def enqueue(self, endpoint_id: str, events: Sequence[tables.EventHead]) -> list[int]:
-        """Queue these events again for one endpoint, in the given order (replay, redeliver)."""
+        """Queue these events again for one endpoint, in the given order (redeliver)."""
+        async with self.lock:
+            return await self.enqueue_locked(endpoint_id, events)
+
+    async def enqueue_locked(
+        self, endpoint_id: str, events: Sequence[tables.EventHead]
+    ) -> list[int]:
+        """As ``enqueue``, for a caller that holds ``lock`` (replay reads and queues under it,
+        so fan-out cannot queue the same event meanwhile)."""
         if not events:
             return []
-        async with self.lock:
-            now = self.clock()
-            writes: list[Write] = []
-            pendings = [self._new_delivery(endpoint_id, e, now, writes) for e in events]
-            writes.append(tables.set_counter(tables.DELIVERY_ID, self._last_delivery_id))
-            await self.journal.write(writes)
+        now = self.clock()
+        writes: list[Write] = []
+        pendings = [self._new_delivery(endpoint_id, e, now, writes) for e in events]
+        writes.append(tables.set_counter(tables.DELIVERY_ID, self._last_delivery_id))
+        await self.journal.write(writes)
         self.scheduler.add(pendings)
         self.wake()
         return [p.delivery_id for p in pendings]

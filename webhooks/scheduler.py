@@ -114,6 +114,14 @@ def retry_delay(step: float, retry_after: float | None, cap: float) -> float:
     return max(step, min(retry_after, cap))
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 @dataclass(slots=True)
 class _Item:
     delivery_id: int
@@ -299,7 +307,7 @@ class Scheduler:
                     and state.failing_since is not None
                     and now - state.failing_since >= policy.disable_after
                 ):
-                    reason = f"failing continuously for {now - state.failing_since:.0f} s"
+                    reason = f"failing continuously for {_duration(now - state.failing_since)}"
             if reason is not None and state is not None:
                 state.active = False
         if next_at is not None:

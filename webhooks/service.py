@@ -128,6 +128,7 @@ class WebhookService:
     def wants(self, event_type: str) -> bool:
         """Is any active endpoint subscribed to this type? (Store ``ocpp.message`` only then.)"""
         if self._wants_version != self.engine.version:
+            self._wants.clear()
             self._wants_version = self.engine.version
         known = self._wants.get(event_type)
         if known is None:
@@ -327,24 +328,31 @@ class WebhookService:
         events already pending for it are skipped, and with ``only_failed`` so are those it
         already received. Returns how many were queued."""
         endpoint = self.get_endpoint(endpoint_id)
+        engine = self.engine
         queued, after = 0, 0
         while True:
-            heads = await tables.replay_candidates(
-                self.store,
-                endpoint_id=endpoint_id,
-                since=since,
-                until=until,
-                only_failed=only_failed,
-                after_pos=after,
-                limit=REPLAY_CHUNK,
-            )
-            if not heads:
-                return queued
-            after = heads[-1].pos
-            chosen = [
-                h for h in heads if h.type != WEBHOOK_TEST and endpoint.wants(h.type, h.charger_id)
-            ]
-            queued += len(await self.engine.enqueue(endpoint_id, chosen))
+            # Under the engine's lock and only up to the fan-out cursor: events past it will
+            # be fanned out to the endpoint as it is now, and must not be queued twice.
+            async with engine.lock:
+                heads = await tables.replay_candidates(
+                    self.store,
+                    endpoint_id=endpoint_id,
+                    since=since,
+                    until=until,
+                    only_failed=only_failed,
+                    after_pos=after,
+                    max_pos=engine.fanout_pos,
+                    limit=REPLAY_CHUNK,
+                )
+                if not heads:
+                    return queued
+                after = heads[-1].pos
+                chosen = [
+                    h
+                    for h in heads
+                    if h.type != WEBHOOK_TEST and endpoint.wants(h.type, h.charger_id)
+                ]
+                queued += len(await engine.enqueue_locked(endpoint_id, chosen))
 
     async def redeliver(self, event_id: str, endpoint_id: str | None) -> list[str]:
         """Queue one event again: for one endpoint, or for every active endpoint selecting it.
