@@ -84,13 +84,15 @@ class Receiver:
 
 
 @asynccontextmanager
-async def receiver(respond: Responder = answer_ok, path: str = "/hook") -> AsyncIterator[Receiver]:
+async def receiver(
+    respond: Responder = answer_ok, path: str = "/hook", port: int = 0
+) -> AsyncIterator[Receiver]:
     rec = Receiver(respond=respond)
     app = web.Application()
     app.router.add_post(path, rec.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = runner.addresses[0][1]
     rec.url = f"http://127.0.0.1:{port}{path}"
