@@ -292,6 +292,7 @@ class Charger:
                 self.log.info("%s: disconnected", self.charger_id)
             if self._reboot is not None and not self._closing:
                 await asyncio.sleep(self.reboot_delay)
+                self.outbox.forget_volatile()
                 self.model.reboot(self.now())
                 self._reboot = None
 
@@ -368,7 +369,7 @@ class Charger:
         attempts = 0
         while True:
             message = self.outbox.head()
-            if message is None:
+            if message is None or self._reboot is not None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -481,9 +482,9 @@ class Charger:
             answer=reply.payload,
             detail=reply.error[0] if reply.error else None,
         )
-        self._push(reply.then)
         if reply.effect is not None:
             self._apply(reply.effect)
+        self._push(reply.then)
 
     async def _send_frame(self, ws: ClientConnection, text: str) -> None:
         self.log.info("%s > %s", self.charger_id, text)
@@ -493,6 +494,8 @@ class Charger:
 
     def _apply(self, effect: commands.Effect) -> None:
         if isinstance(effect, commands.Reboot):
+            if effect.hard:
+                self._reboot = True  # 5.14: no graceful stop; queued Stops go after boot
             self._spawn(self._do_reboot(hard=effect.hard))
         elif isinstance(effect, commands.UploadDiagnostics):
             self._spawn(self._do_diagnostics(effect.statuses))
@@ -506,8 +509,10 @@ class Charger:
         if not hard:
             with contextlib.suppress(TimeoutError):  # still queued: sent after the reboot
                 await self.drain(timeout=self.call_timeout)
-        self._reboot = hard
+        self._reboot = hard  # from here on the sender starts nothing new
         self._emit(EventKind.REBOOTING, detail="hard" if hard else "soft")
+        with contextlib.suppress(TimeoutError):  # let the exchange in flight finish
+            await self.wait_until(lambda: self._in_flight is None, timeout=2.0)
         if self._ws is not None:
             await self._ws.close()
 

@@ -329,7 +329,11 @@ class ChargerModel:
         }
         if tx.reservation_id is not None:
             payload["reservationId"] = tx.reservation_id
-        out = [Outgoing(action="StartTransaction", payload=payload, tx_ref=tx.ref)]
+        out: list[Outgoing] = []
+        if c.status in (Status.AVAILABLE, Status.RESERVED, Status.FINISHING):
+            c.plugged = True
+            out += self.set_status(c, Status.PREPARING, now)  # A2 / G2 / F2
+        out.append(Outgoing(action="StartTransaction", payload=payload, tx_ref=tx.ref))
         if c.remote_profile is not None:
             with contextlib.suppress(ProfileError):  # 5.11: an unusable profile is ignored
                 self.profiles.install(

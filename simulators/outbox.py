@@ -89,9 +89,12 @@ class Outbox:
     def pop(self) -> Outgoing:
         return self._queue.popleft()
 
-    def drop_transient(self) -> None:
-        """On going offline: what was queued but is not worth replaying goes (Heartbeat)."""
-        self._queue = deque(m for m in self._queue if m.action != "Heartbeat")
+    def forget_volatile(self) -> None:
+        """On reboot: only what a charger keeps in non-volatile memory survives (5.14):
+        transaction messages and firmware/diagnostics reports. Statuses are re-sent after
+        boot anyway."""
+        keep = TRANSACTION_ACTIONS | {"FirmwareStatusNotification", "DiagnosticsStatusNotification"}
+        self._queue = deque(m for m in self._queue if m.action in keep)
 
 
 def payload_for(message: Outgoing, tx_ids: dict[int, int]) -> dict[str, Any]:
