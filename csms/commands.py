@@ -40,6 +40,8 @@ class _Queue:
     worker: asyncio.Task[None] | None = None
     # The answer the in-flight command waits for: (command id, future of the frame).
     waiting: tuple[str, asyncio.Future[CallResult | CallError]] | None = None
+    # Set once the in-flight command's outcome is recorded (or its worker is gone).
+    settled: asyncio.Event | None = None
 
 
 class _ConnectionLost(Exception):
@@ -132,24 +134,28 @@ class CommandDispatcher:
                 asyncio.get_running_loop().create_future()
             )
             queue.waiting = (command.id, future)
+            queue.settled = settled = asyncio.Event()
             response: dict[str, Any] | None = None
             error: dict[str, Any] | None = None
             try:
-                await connection.send(encode_call(command.id, command.action, command.request))
-                frame = await asyncio.wait_for(future, self.call_timeout)
-            except TimeoutError:
-                error = {
-                    "code": "Timeout",
-                    "message": f"no answer within {self.call_timeout:g} s",
-                }
-            except _ConnectionLost:
-                error = {"code": "ConnectionLost", "message": "the charger disconnected"}
-            else:
-                response, error = _read_answer(command.action, frame)
+                try:
+                    await connection.send(encode_call(command.id, command.action, command.request))
+                    frame = await asyncio.wait_for(future, self.call_timeout)
+                except TimeoutError:
+                    error = {
+                        "code": "Timeout",
+                        "message": f"no answer within {self.call_timeout:g} s",
+                    }
+                except _ConnectionLost:
+                    error = {"code": "ConnectionLost", "message": "the charger disconnected"}
+                else:
+                    response, error = _read_answer(command.action, frame)
+                finally:
+                    queue.waiting = None
+                    queue.commands.popleft()
+                await self._finish(sent, response=response, error=error)
             finally:
-                queue.waiting = None
-                queue.commands.popleft()
-            await self._finish(sent, response=response, error=error)
+                settled.set()
 
     async def _finish(
         self,
@@ -189,8 +195,16 @@ class CommandDispatcher:
         if waiting is None or waiting[0] != frame.unique_id:
             log.info("%s: ignored an answer to no open command (%s)", charger_id, frame.unique_id)
             return
-        if not waiting[1].done():
-            waiting[1].set_result(frame)
+        if waiting[1].done():
+            return
+        waiting[1].set_result(frame)
+        # Hold the charger's next frame until this outcome is recorded: a charger may follow
+        # its answer at once with what the command asked for (the StatusNotification a
+        # TriggerMessage allowed in Pending, the StartTransaction of a RemoteStart), and that
+        # must meet the state the answer left. Waiting for our own store write, never for the
+        # charger, so this cannot deadlock.
+        if queue is not None and queue.settled is not None:
+            await queue.settled.wait()
 
     async def on_connected(self, charger_id: str) -> None:
         self._kick(charger_id)
