@@ -137,7 +137,7 @@ def _learn(
         kept = [
             p
             for p in settings.get("chargingProfiles", [])
-            if p["csChargingProfiles"].get("chargingProfileId") != profile.get("chargingProfileId")
+            if not _replaced_by(p, request_["connectorId"], profile)
         ]
         settings["chargingProfiles"] = [
             *kept,
@@ -170,6 +170,19 @@ def _learn(
     if changed:
         snap = replace(snap, settings=settings)
     return snap, changed
+
+
+def _replaced_by(entry: JSON, connector_id: int, profile: JSON) -> bool:
+    """Whether a new profile replaces an installed one (3.13.2, 5.16.3-4): the same
+    chargingProfileId, or the same stackLevel and chargingProfilePurpose on the connector."""
+    installed = entry["csChargingProfiles"]
+    if installed.get("chargingProfileId") == profile.get("chargingProfileId"):
+        return True
+    return (
+        entry.get("connectorId") == connector_id
+        and installed.get("stackLevel") == profile.get("stackLevel")
+        and installed.get("chargingProfilePurpose") == profile.get("chargingProfilePurpose")
+    )
 
 
 def _cleared(entry: JSON, criteria: JSON) -> bool:
