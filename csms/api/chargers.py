@@ -32,7 +32,10 @@ _FIELDS = ("id", "password", "description", "registrationPolicy")
 
 
 def charger_view(
-    registration: ChargerRegistration, state: ChargerState | None, connectors: list[Connector]
+    registration: ChargerRegistration,
+    state: ChargerState | None,
+    connectors: list[Connector],
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     state = state or ChargerState(charger_id=registration.id)
     return {
@@ -64,6 +67,9 @@ def charger_view(
             }
             for c in connectors
         ],
+        # What the charger accepted through commands: availability per connector,
+        # chargingProfiles, localListVersion, configuration (csms/protocol/commands.py).
+        "settings": settings or {},
         "createdAt": registration.created_at,
         "updatedAt": registration.updated_at,
     }
@@ -75,7 +81,12 @@ async def _view(request: web.Request, charger_id: str) -> dict[str, Any]:
     if registration is None:
         raise not_found(f"charger {charger_id}")
     state = await store.get_charger_state(charger_id)
-    return charger_view(registration, state, await store.get_connectors(charger_id))
+    return charger_view(
+        registration,
+        state,
+        await store.get_connectors(charger_id),
+        await store.charger_settings(charger_id),
+    )
 
 
 def _policy(body: dict[str, Any]) -> str | None:
@@ -137,8 +148,12 @@ async def list_chargers(request: web.Request) -> web.Response:
     ids = [r.id for r in result.items]
     states = await store.get_charger_states(ids)
     connectors = await store.get_connectors_of(ids)
+    settings = {charger_id: await store.charger_settings(charger_id) for charger_id in ids}
     return page(
-        (charger_view(r, states.get(r.id), connectors.get(r.id, [])) for r in result.items),
+        (
+            charger_view(r, states.get(r.id), connectors.get(r.id, []), settings[r.id])
+            for r in result.items
+        ),
         result.has_more,
     )
 
