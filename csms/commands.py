@@ -22,6 +22,7 @@ from typing import Any
 
 from csms.hub import ChargerHub
 from csms.protocol import commands as logic
+from csms.protocol.core import Outcome
 from csms.protocol.frames import CallError, CallResult, encode_call
 from csms.protocol.schemas import validate_response
 from csms.protocol.timefmt import format_timestamp
@@ -139,6 +140,7 @@ class CommandDispatcher:
             error: dict[str, Any] | None = None
             try:
                 try:
+                    await self._mark_sent(sent)
                     await connection.send(encode_call(command.id, command.action, command.request))
                     frame = await asyncio.wait_for(future, self.call_timeout)
                 except TimeoutError:
@@ -156,6 +158,18 @@ class CommandDispatcher:
                 await self._finish(sent, response=response, error=error)
             finally:
                 settled.set()
+
+    async def _mark_sent(self, command: Command) -> None:
+        """Record ``sent_at`` before the CALL goes out: after a restart, a queued command that
+        may have reached the charger must fail, not be sent a second time (``resume``)."""
+
+        def step(snap: Any) -> Outcome:
+            return Outcome(snapshot=snap, reply={}, writes=[command])
+
+        try:
+            await self.hub.apply(command.charger_id, step)
+        except Exception:
+            log.exception("%s: could not record that %s is sent", command.charger_id, command.id)
 
     async def _finish(
         self,
