@@ -251,7 +251,8 @@ class LeanCharger:
             self.stats.errors[exc.kind] += 1
             return None
 
-    async def _boot(self) -> None:
+    async def _boot(self) -> bool:
+        """BootNotification until Accepted (4.2); False if the window closed first."""
         loop = asyncio.get_running_loop()
         while loop.time() < self.deadline:
             answer = await self._guarded(
@@ -266,10 +267,11 @@ class LeanCharger:
             if status == "Accepted":
                 if self.options.heartbeat_interval is None and answer and answer.get("interval"):
                     self.interval = float(answer["interval"])
-                return
+                return True
             self.stats.errors[f"boot:{status}"] += 1
             wait = float((answer or {}).get("interval") or 5)
             await asyncio.sleep(min(wait, max(0.0, self.deadline - loop.time())))
+        return False
 
     def _status(self, status: str) -> dict[str, Any]:
         return {
@@ -335,7 +337,8 @@ class LeanCharger:
             await asyncio.wait_for(self._stop(), self.options.grace / 2)
 
     async def _play(self) -> None:
-        await self._boot()
+        if not await self._boot() or asyncio.get_running_loop().time() >= self.deadline:
+            return  # too late to start anything inside the measured window
         await self._guarded("StatusNotification", self._status("Available"))
         scenario = self.options.scenario
         if scenario == "meter":
