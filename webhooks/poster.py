@@ -53,6 +53,15 @@ class Poster:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._allow_private = allow_private
         self._literal_ok: dict[str, str | None] = {}  # url -> refusal (IP literals only)
+        self._keys: dict[str, bytes] = {}  # secret -> HMAC key (decoded once)
+
+    def _key(self, secret: str) -> bytes:
+        key = self._keys.get(secret)
+        if key is None:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            key = self._keys[secret] = secret_key(secret)
+        return key
 
     def _refusal(self, url: str) -> str | None:
         """IP-literal hosts never reach the resolver, so they are checked here."""
@@ -73,7 +82,7 @@ class Poster:
     async def post(
         self, endpoint: Endpoint, *, event_id: str, body: bytes, timestamp: int
     ) -> AttemptResult:
-        keys = [secret_key(s) for s in endpoint.signing_secrets(float(timestamp))]
+        keys = [self._key(s) for s in endpoint.signing_secrets(float(timestamp))]
         headers = {
             **endpoint.headers,
             "content-type": "application/json",

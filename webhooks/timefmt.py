@@ -6,8 +6,16 @@ from datetime import UTC, datetime
 
 
 def iso_utc(seconds: float) -> str:
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    millis = int(seconds * 1000)
+    if millis == _last[0]:
+        return _last[1]  # hot path: many rows share a millisecond
+    moment = datetime.fromtimestamp(millis / 1000, UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
+    _last[0], _last[1] = millis, text
+    return text
+
+
+_last: list = [None, ""]  # the last (millis, text) formatted
 
 
 def parse_iso(text: str) -> float:
