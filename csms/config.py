@@ -104,6 +104,9 @@ class WebhookSettings(_Section):
     disable_after: Duration = 86400.0
     retention: Duration = 7 * 86400.0
     max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 256
+    # Key that seals endpoint secrets at rest (created 0600 at first use); empty: beside the
+    # database as "<db path>.webhook-key". Keep it out of database backups.
+    secret_key_file: str = ""
 
 
 _DEFAULT_RETRY_SCHEDULE = ["5s", "30s", "2m", "10m", "30m", "1h", "2h", "4h", "8h"]
