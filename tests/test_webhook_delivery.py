@@ -202,3 +202,23 @@ async def test_test_send_reaches_only_its_endpoint(tmp_path):
         assert other.delivered()[0]["type"] == "transaction.updated"
         rows, _ = await service.attempts(endpoint.id, limit=10, starting_after=None, event_id=None)
         assert rows[-1].event_id == sent.event_id and rows[-1].outcome == "succeeded"
+
+
+async def test_secret_sealed_at_rest_and_reopened_after_restart(tmp_path):
+    path = tmp_path / "csms.db"
+    async with receiver() as rec:
+        async with webhook_service(str(path)) as (_, service):
+            endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+            rotated = await service.rotate_secret(endpoint.id)
+        stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if "webhook-key" not in p.name)
+        for secret in (endpoint.secret, rotated.secret):
+            assert secret.encode() not in stored
+            assert secret.removeprefix("whsec_").encode() not in stored
+        async with webhook_service(str(path)) as (store, service):
+            again = service.get_endpoint(endpoint.id)
+            assert again.secret == rotated.secret and again.previous_secret == endpoint.secret
+            await EventSource(store).emit("CP-1")
+            await rec.wait_for(lambda: len(rec.delivered()) == 1)
+            standardwebhooks.Webhook(rotated.secret).verify(
+                rec.requests[0].body, rec.requests[0].headers
+            )

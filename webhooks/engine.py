@@ -348,7 +348,14 @@ class Engine:
             self.journal.append(writes)
             self.wake()
             return
-        await self.journal.write(writes)  # the attempt is durable before the POST
+        try:
+            await self.journal.write(writes)  # the attempt is durable before the POST
+        except Exception:
+            # Not recorded, so not sent: count it as a failed attempt and retry on schedule,
+            # rather than leave these streams with a head in flight for ever.
+            for d, *_ in ready:
+                self._finish(d, AttemptResult(status_code=None, latency_ms=0, error="not recorded"))
+            return
         await asyncio.gather(*(self._deliver(*item) for item in ready))
 
     async def _deliver(self, d: Dispatch, endpoint: Endpoint, event_id: str, body: bytes) -> None:
