@@ -20,6 +20,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+bench: install
+	$(BIN)/python -m benchmarks
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,0 +1,165 @@
+"""``python -m benchmarks [--quick] [--only ingest,latency,backlog,connections] [--runs 3]
+[--out DIR]``: run the measurements, print one JSON line per measurement and a Markdown table
+of the medians, and write both to ``DIR`` (``benchmarks/results/`` by default)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report, sections
+from benchmarks.procs import LOAD_CPU, pinning
+
+SECTIONS = ("ingest", "latency", "backlog", "connections")
+VARIANTS = ("baseline", "chargehook-store", "chargehook-webhooks")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small and short (< 60 s in all)")
+    p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    p.add_argument("--runs", type=int, default=3, help="runs of each measurement (median)")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="directory for the JSON and table")
+    p.add_argument(
+        "--variants", default=",".join(VARIANTS), help="ingest variants (comma-separated)"
+    )
+    return p
+
+
+def emit(record: dict[str, Any], sink: Any) -> None:
+    line = json.dumps(record, sort_keys=False)
+    print(line, flush=True)
+    sink.write(line + "\n")
+    sink.flush()
+
+
+async def _one(name: str, coro: Any, base: dict[str, Any]) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        record = await coro
+    except sections.Skipped as exc:
+        record = dict(base, skipped=str(exc))
+    except Exception as exc:  # one broken measurement must not stop the others
+        traceback.print_exc(file=sys.stderr)
+        record = dict(base, error=f"{type(exc).__name__}: {exc}")
+    record.setdefault("section", name)
+    record["wallS"] = round(time.monotonic() - started, 1)
+    return record
+
+
+def _out_dir(path: str) -> Path:
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+async def run(args: argparse.Namespace) -> int:
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in only if s not in SECTIONS]
+    if unknown:
+        print(f"unknown section(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if any(v not in VARIANTS for v in variants):
+        print(f"variants are {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    if not 1 <= args.runs <= 20:
+        print("--runs must be 1..20", file=sys.stderr)
+        return 2
+    scale = sections.QUICK if args.quick else sections.FULL
+    out = _out_dir(args.out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    jsonl = out / f"bench-{stamp}.jsonl"
+    pin = pinning()
+    with contextlib.suppress(OSError, AttributeError):
+        if pin["pinned"]:
+            os.sched_setaffinity(0, {LOAD_CPU})  # the orchestrator stays off the server's core
+    records: list[dict[str, Any]] = []
+    with jsonl.open("w") as sink:
+        meta = {
+            "section": "meta",
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": sections.machine(),
+            "pinning": pin,
+            "quick": args.quick,
+            "runs": args.runs,
+            "sections": only,
+            "scale": {k: getattr(scale, k) for k in scale.__dataclass_fields__},
+        }
+        emit(meta, sink)
+        for r in range(1, args.runs + 1):
+            jobs: list[tuple[str, dict[str, Any], Any]] = []
+            if "ingest" in only:
+                for n in scale.ingest_chargers:
+                    for v in variants:
+                        base = {"section": "ingest", "variant": v, "chargers": n}
+                        jobs.append(
+                            ("ingest", base, lambda v=v, n=n: sections.measure_ingest(v, n, scale))
+                        )
+            if "latency" in only:
+                base = {
+                    "section": "latency",
+                    "variant": "chargehook-webhooks",
+                    "chargers": scale.latency_chargers,
+                }
+                jobs.append(("latency", base, lambda: sections.measure_latency(scale)))
+            if "backlog" in only:
+                base = {
+                    "section": "backlog",
+                    "variant": "chargehook-webhooks",
+                    "chargers": scale.backlog_chargers,
+                }
+                jobs.append(("backlog", base, lambda: sections.measure_backlog(scale)))
+            if "connections" in only:
+                base = {
+                    "section": "connections",
+                    "variant": "chargehook-store",
+                    "chargers": scale.connections,
+                }
+                jobs.append(("connections", base, lambda: sections.measure_connections(scale)))
+            for name, base, make in jobs:
+                record = await _one(name, make(), base)
+                record["run"] = r
+                record["pinning"] = pin
+                records.append(record)
+                emit(record, sink)
+    text = report.table([meta, *records])
+    header = (
+        f"## chargehook benchmarks, {meta['date']}\n\n"
+        f"Machine: {meta['machine']['nproc']} CPUs, {meta['machine']['cpu']}, Python"
+        f" {meta['machine']['python']}; "
+        + (
+            f"server pinned to CPU {pin['serverCpu']},"
+            f" load client and receiver to CPU {pin['loadCpu']}"
+            if pin["pinned"]
+            else f"NOT pinned ({pin['why']})"
+        )
+        + (" (--quick)" if args.quick else "")
+        + ".\n\n"
+    )
+    md = out / f"bench-{stamp}.md"
+    md.write_text(header + text)
+    for src, name in ((jsonl, "latest.jsonl"), (md, "latest.md")):
+        target = out / name
+        with contextlib.suppress(OSError):
+            target.unlink()
+        target.write_text(src.read_text())
+    print()
+    print(header + text, end="")
+    print(f"\nwritten: {jsonl} and {md}", file=sys.stderr)
+    failed = any("error" in r for r in records)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return asyncio.run(run(args))

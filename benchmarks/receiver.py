@@ -1,0 +1,202 @@
+"""The loopback webhook receiver of the benchmarks (aiohttp), run in its own pinned process.
+
+``python -m benchmarks.receiver --port P [--stats-port Q]`` answers every ``POST /hook``
+with 204 and records, per event: its id (duplicates are counted, not double counted), the
+charger's ``sequence`` (order and gaps per charger), the arrival time, and for
+``transaction.updated`` the end-to-end latency = arrival wall time - the meterValue
+timestamp the load client wrote just before sending the MeterValues (same machine, same
+clock). ``GET /stats?from=WALL&to=WALL`` answers the counts, with latency percentiles over
+the events sent inside [from, to). It prints ``receiver: listening PORT`` when ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import signal
+import sys
+import time
+from array import array
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+
+def _cpu() -> float:
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.started_wall = time.time()
+        self.ids: set[str] = set()
+        self.duplicates = 0
+        self.received = 0  # unique events
+        self.posts = 0
+        self.by_type: dict[str, int] = {}
+        self.last_seq: dict[str, int] = {}
+        self.first_seq: dict[str, int] = {}
+        self.last_type: dict[str, str] = {}
+        self.out_of_order = 0
+        self.gaps = 0
+        self.broken: set[str] = set()  # chargers with a gap or an event out of order
+        self.bad = 0
+        self.first_arrival = 0.0
+        self.last_arrival = 0.0
+        self.arrivals: array[float] = array("d")  # wall time of each unique event
+        self.sent: array[float] = array("d")  # transaction.updated: sent wall time
+        self.latency: array[float] = array("d")  # ... and its end-to-end latency, s
+        self._ts_cache: dict[str, float] = {}
+
+    def record(self, body: bytes) -> None:
+        now = time.time()
+        self.posts += 1
+        try:
+            event = json.loads(body)
+            event_id = event["id"]
+        except (ValueError, KeyError, TypeError):
+            self.bad += 1
+            return
+        if event_id in self.ids:
+            self.duplicates += 1
+            return
+        self.ids.add(event_id)
+        self.received += 1
+        if not self.first_arrival:
+            self.first_arrival = now
+        self.last_arrival = now
+        self.arrivals.append(now)
+        etype = event.get("type")
+        self.by_type[etype] = self.by_type.get(etype, 0) + 1
+        charger = event.get("chargerId")
+        seq = event.get("sequence")
+        if charger is not None and isinstance(seq, int):
+            last = self.last_seq.get(charger)
+            if last is None:
+                self.first_seq[charger] = seq
+            elif seq <= last:
+                self.out_of_order += 1
+                self.broken.add(charger)
+            elif seq != last + 1:
+                self.gaps += 1
+                self.broken.add(charger)
+            if last is None or seq > last:
+                self.last_seq[charger] = seq
+                self.last_type[charger] = etype
+        if etype == "transaction.updated":
+            try:
+                stamp = event["data"]["meterValue"][0]["timestamp"]
+                sent = self._parse(stamp)
+            except (KeyError, IndexError, TypeError, ValueError):
+                return
+            self.sent.append(sent)
+            self.latency.append(now - sent)
+
+    def _parse(self, stamp: str) -> float:
+        # "YYYY-MM-DDTHH:MM:SS.ffffffZ": the seconds part is cached
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        base = self._ts_cache.get(head)
+        if base is None:
+            base = datetime.fromisoformat(head + "+00:00").timestamp()
+            if len(self._ts_cache) > 100_000:
+                self._ts_cache.clear()
+            self._ts_cache[head] = base
+        return base + (int(frac) / 10 ** len(frac) if frac else 0.0)
+
+    def stats(self, t_from: float | None, t_to: float | None) -> dict[str, Any]:
+        lat = [
+            lat
+            for sent, lat in zip(self.sent, self.latency, strict=True)
+            if (t_from is None or sent >= t_from) and (t_to is None or sent < t_to)
+        ]
+        lat.sort()
+
+        def q(p: float) -> float:
+            if not lat:
+                return 0.0
+            i = max(0, min(len(lat) - 1, int(p / 100 * len(lat) + 0.5) - 1))
+            return round(lat[i] * 1000, 3)
+
+        in_window = None
+        if t_from is not None and t_to is not None:
+            in_window = sum(1 for a in self.arrivals if t_from <= a < t_to)
+        # complete: sequences 1, 2, ... without a gap, ending with charger.disconnected
+        complete = sum(
+            1
+            for c in self.last_seq
+            if self.first_seq.get(c) == 1
+            and c not in self.broken
+            and self.last_type.get(c) == "charger.disconnected"
+        )
+        return {
+            "received": self.received,
+            "posts": self.posts,
+            "duplicates": self.duplicates,
+            "bad": self.bad,
+            "byType": self.by_type,
+            "chargers": len(self.last_seq),
+            "chargersComplete": complete,
+            "outOfOrder": self.out_of_order,
+            "gaps": self.gaps,
+            "firstArrival": self.first_arrival,
+            "lastArrival": self.last_arrival,
+            "startedWall": self.started_wall,
+            "arrivedInWindow": in_window,
+            "e2eCount": len(lat),
+            "e2eMs": {"p50": q(50), "p90": q(90), "p99": q(99), "max": q(100)},
+            "cpuS": round(_cpu(), 3),
+        }
+
+
+def make_app(rec: Recorder) -> web.Application:
+    async def hook(request: web.Request) -> web.Response:
+        rec.record(await request.read())
+        return web.Response(status=204)
+
+    async def stats(request: web.Request) -> web.Response:
+        q = request.query
+        t_from = float(q["from"]) if "from" in q else None
+        t_to = float(q["to"]) if "to" in q else None
+        return web.json_response(rec.stats(t_from, t_to))
+
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/stats", stats)
+    return app
+
+
+async def main_async(port: int) -> None:
+    rec = Recorder()
+    runner = web.AppRunner(make_app(rec), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+    await site.start()
+    server: Any = site._server
+    actual = server.sockets[0].getsockname()[1]
+    print(f"receiver: listening {actual}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), 3600)
+    except TimeoutError:
+        pass
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.receiver")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    asyncio.run(main_async(args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Medians over runs and the Markdown table (with the issue's targets)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from typing import Any
+
+Record = dict[str, Any]
+
+
+def _get(record: Record, path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def median(records: Iterable[Record], path: str) -> Any:
+    values = [_get(r, path) for r in records]
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    if all(isinstance(v, bool) for v in values):
+        return all(values)
+    return statistics.median(values)
+
+
+def _ok(records: list[Record]) -> list[Record]:
+    return [r for r in records if "error" not in r and "skipped" not in r]
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, float | int):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def summarise(records: list[Record]) -> dict[str, Any]:
+    """Medians per (section, variant, chargers)."""
+    groups: dict[tuple[str, str, int], list[Record]] = {}
+    notes: list[str] = []
+    for r in records:
+        if r.get("section") == "meta":
+            continue
+        key = (r["section"], r.get("variant", ""), int(r.get("chargers") or 0))
+        groups.setdefault(key, []).append(r)
+        if "error" in r:
+            notes.append(f"{key[0]} {key[1]} N={key[2]} run {r.get('run')}: error: {r['error']}")
+        elif "skipped" in r:
+            notes.append(f"{key[0]} {key[1]} N={key[2]}: skipped: {r['skipped']}")
+    return {"groups": groups, "notes": sorted(set(notes))}
+
+
+def table(records: list[Record]) -> str:
+    s = summarise(records)
+    groups: dict[tuple[str, str, int], list[Record]] = s["groups"]
+    runs = max((int(r.get("run", 1)) for r in records if r.get("section") != "meta"), default=0)
+    out: list[str] = []
+    out.append(f"Medians of {runs} run(s).")
+    out.append("")
+
+    # ingest
+    out.append("### 1. Ingest (closed loop of MeterValues, one CALL in flight per charger)")
+    out.append("")
+    out.append(
+        "| variant | N | calls/s | x baseline | server CPU us/call | x baseline by CPU/call"
+        " | p50 ms | p99 ms | server CPU % | server RSS MB | load CPU % | other procs CPU0 %"
+        " | events/s | e2e p50 ms | e2e p99 ms | all delivered |"
+    )
+    out.append("| --- | ---: |" + " ---: |" * 13 + " --- |")
+    ingest_keys = sorted(
+        (k for k in groups if k[0] == "ingest"),
+        key=lambda k: (k[2], ["baseline", "chargehook-store", "chargehook-webhooks"].index(k[1])),
+    )
+    for key in ingest_keys:
+        rs = _ok(groups[key])
+        if not rs:
+            out.append(f"| {key[1]} | {key[2]} | (no result: see notes) |" + " |" * 13)
+            continue
+        base = _ok(groups.get(("ingest", "baseline", key[2]), []))
+        cps = median(rs, "callsPerSecond")
+        base_cps = median(base, "callsPerSecond") if base else None
+        ratio = cps / base_cps if base_cps else None
+        us = median(rs, "serverCpuUsPerCall")
+        base_us = median(base, "serverCpuUsPerCall") if base else None
+        cpu_ratio = base_us / us if base_us and us else None
+        webhooks = key[1] == "chargehook-webhooks"
+        load_cpu = median(rs, "client.cpuPct")
+        if webhooks:
+            rcv = median(rs, "receiver.cpuPct")
+            load_cpu_txt = f"{_fmt(load_cpu)} (+{_fmt(rcv)} receiver)"
+        else:
+            load_cpu_txt = _fmt(load_cpu)
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    key[1],
+                    str(key[2]),
+                    _fmt(cps, 0),
+                    f"{ratio:.2f}x" if ratio else "-",
+                    _fmt(us, 0),
+                    f"{cpu_ratio:.2f}x" if cpu_ratio else "-",
+                    _fmt(median(rs, "latencyMs.p50")),
+                    _fmt(median(rs, "latencyMs.p99")),
+                    _fmt(median(rs, "server.cpuPct")),
+                    _fmt(median(rs, "server.rssMB")),
+                    load_cpu_txt,
+                    _fmt(median(rs, "otherLoadPct.cpu0")),
+                    _fmt(median(rs, "eventsPerSecond"), 0) if webhooks else "-",
+                    _fmt(median(rs, "e2eMs.p50")) if webhooks else "-",
+                    _fmt(median(rs, "e2eMs.p99")) if webhooks else "-",
+                    _fmt(median(rs, "delivery.allDelivered")) if webhooks else "-",
+                ]
+            )
+            + " |"
+        )
+    out.append("")
+
+    # latency
+    out.append("### 2. End-to-end latency at a fixed offered load (chargehook-webhooks)")
+    out.append("")
+    out.append(
+        "| N | offered events/s | delivered events/s | e2e p50 ms | e2e p99 ms | e2e max ms"
+        " | call p99 ms | server CPU % | all delivered |"
+    )
+    out.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for key in sorted(k for k in groups if k[0] == "latency"):
+        rs = _ok(groups[key])
+        if not rs:
+            out.append(f"| {key[2]} | (no result: see notes) |" + " |" * 7)
+            continue
+        out.append(
+            f"| {key[2]} | {_fmt(median(rs, 'targetRate'), 0)}"
+            f" | {_fmt(median(rs, 'eventsPerSecond'), 0)}"
+            f" | {_fmt(median(rs, 'e2eMs.p50'))} | {_fmt(median(rs, 'e2eMs.p99'))}"
+            f" | {_fmt(median(rs, 'e2eMs.max'))} | {_fmt(median(rs, 'callLatencyMs.p99'))}"
+            f" | {_fmt(median(rs, 'server.cpuPct'))}"
+            f" | {_fmt(median(rs, 'delivery.allDelivered'))} |"
+        )
+    out.append("")
+
+    # backlog
+    out.append("### 3. Backlog drain (receiver down while the events are made, then up)")
+    out.append("")
+    out.append(
+        "| N | events | drain s | events/s (from receiver up) | events/s (from first arrival)"
+        " | order kept | all delivered | server CPU % |"
+    )
+    out.append("| ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |")
+    for key in sorted(k for k in groups if k[0] == "backlog"):
+        rs = _ok(groups[key])
+        if not rs:
+            out.append(f"| {key[2]} | (no result: see notes) |" + " |" * 6)
+            continue
+        out.append(
+            f"| {key[2]} | {_fmt(median(rs, 'events'), 0)} | {_fmt(median(rs, 'drainS'))}"
+            f" | {_fmt(median(rs, 'eventsPerSecond'), 0)}"
+            f" | {_fmt(median(rs, 'eventsPerSecondFromFirst'), 0)}"
+            f" | {_fmt(median(rs, 'orderKept'))} | {_fmt(median(rs, 'delivery.allDelivered'))}"
+            f" | {_fmt(median(rs, 'server.cpuPct'))} |"
+        )
+    out.append("")
+
+    # connections
+    out.append("### 4. Idle connections (boot, then heartbeats)")
+    out.append("")
+    out.append(
+        "| N | connected | connect all s | connect p99 ms | server RSS MB | KB per charger"
+        " | heartbeats sent | unanswered | server CPU % |"
+    )
+    out.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for key in sorted(k for k in groups if k[0] == "connections"):
+        rs = _ok(groups[key])
+        if not rs:
+            out.append(f"| {key[2]} | (no result: see notes) |" + " |" * 7)
+            continue
+        out.append(
+            f"| {key[2]} | {_fmt(median(rs, 'connected'), 0)} | {_fmt(median(rs, 'connectAllS'))}"
+            f" | {_fmt(median(rs, 'connectMs.p99'))} | {_fmt(median(rs, 'rssMB'))}"
+            f" | {_fmt(median(rs, 'kbPerCharger'))} | {_fmt(median(rs, 'heartbeatsSent'), 0)}"
+            f" | {_fmt(max((r.get('heartbeatsUnanswered') or 0) for r in rs), 0)}"
+            f" | {_fmt(median(rs, 'server.cpuPct'))} |"
+        )
+    out.append("")
+    out.extend(targets(groups))
+    if s["notes"]:
+        out.append("")
+        out.append("Notes:")
+        out.extend(f"- {n}" for n in s["notes"])
+    return "\n".join(out) + "\n"
+
+
+def targets(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]:
+    def med(key: tuple[str, str, int], path: str) -> Any:
+        rs = _ok(groups.get(key, []))
+        return median(rs, path) if rs else None
+
+    def big_n(section: str) -> int:
+        ns = [k[2] for k in groups if k[0] == section]
+        return max(ns) if ns else 0
+
+    n = big_n("ingest")
+    base = med(("ingest", "baseline", n), "callsPerSecond")
+    store = med(("ingest", "chargehook-store", n), "callsPerSecond")
+    hooks = med(("ingest", "chargehook-webhooks", n), "callsPerSecond")
+    hooks_all = med(("ingest", "chargehook-webhooks", n), "delivery.allDelivered")
+    ln = big_n("latency")
+    p50 = med(("latency", "chargehook-webhooks", ln), "e2eMs.p50")
+    p99 = med(("latency", "chargehook-webhooks", ln), "e2eMs.p99")
+    rate = med(("latency", "chargehook-webhooks", ln), "targetRate")
+    bn = big_n("backlog")
+    backlog_events = med(("backlog", "chargehook-webhooks", bn), "events")
+    drain = med(("backlog", "chargehook-webhooks", bn), "eventsPerSecond")
+    cn = big_n("connections")
+    rss = med(("connections", "chargehook-store", cn), "rssMB")
+    crs = _ok(groups.get(("connections", "chargehook-store", cn), []))
+    unanswered = max((r.get("heartbeatsUnanswered") or 0) for r in crs) if crs else None
+    connected_all = all(r.get("connected") == cn for r in crs) if crs else None
+
+    def ratio(x: Any) -> float | None:
+        return x / base if x is not None and base else None
+
+    def met(cond: Callable[[], bool], *needed: Any) -> str:
+        if any(v is None for v in needed):
+            return "not measured"
+        return "met" if cond() else "**not met**"
+
+    rs, rh = ratio(store), ratio(hooks)
+    rows = [
+        (
+            f"ingest N={n}, chargehook-store",
+            ">= 3.0x baseline calls/s",
+            f"{rs:.2f}x ({_fmt(store, 0)} vs {_fmt(base, 0)})" if rs else "-",
+            met(lambda: rs >= 3.0, rs),
+        ),
+        (
+            f"ingest N={n}, chargehook-webhooks",
+            ">= 2.0x baseline calls/s, every event delivered",
+            f"{rh:.2f}x ({_fmt(hooks, 0)}), all delivered: {_fmt(hooks_all)}" if rh else "-",
+            met(lambda: rh >= 2.0 and bool(hooks_all), rh, hooks_all),
+        ),
+        (
+            f"e2e latency at {_fmt(rate, 0)} events/s",
+            "p50 <= 5 ms, p99 <= 50 ms",
+            f"p50 {_fmt(p50)} ms, p99 {_fmt(p99)} ms",
+            met(lambda: p50 <= 5 and p99 <= 50, p50, p99),
+        ),
+        (
+            f"backlog drain ({_fmt(backlog_events, 0)} events)",
+            ">= 5,000 events/s",
+            f"{_fmt(drain, 0)} events/s",
+            met(lambda: drain >= 5000, drain),
+        ),
+        (
+            f"{_fmt(cn, 0)} idle chargers",
+            "RSS <= 300 MB, no heartbeat unanswered",
+            f"{_fmt(rss)} MB, {unanswered} unanswered, all connected: {_fmt(connected_all)}",
+            met(lambda: rss <= 300 and unanswered == 0 and bool(connected_all), rss, unanswered),
+        ),
+    ]
+    out = [
+        "### Targets (issue 6)",
+        "",
+        "| figure | target | measured (median) | |",
+        "| --- | --- | --- | --- |",
+    ]
+    out.extend(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)
+    return out

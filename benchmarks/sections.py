@@ -1,0 +1,589 @@
+"""The four measurements: ingest, latency at fixed load, backlog drain, idle connections.
+
+Each ``measure_*`` starts its own processes (server pinned to CPU 0; load client and webhook
+receiver on CPU 1), returns one JSON-able record, and kills every process it started, whatever
+happens. Records state their workload: variant, chargers, duration, what was counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.procs import (
+    LOAD_CPU,
+    SERVER_CPU,
+    Proc,
+    ProcGroup,
+    cpu_busy,
+    others,
+    sample,
+    usage,
+)
+
+PY = sys.executable
+# How to start chargehook: the arguments after the interpreter, before "serve". Override with
+# BENCH_CSMS_ARGS, e.g. "-m cProfile -o /tmp/csms.prof -m csms" to profile the server.
+CSMS_ARGS = shlex.split(os.environ.get("BENCH_CSMS_ARGS", "-m csms"))
+TOKEN = "benchmark-token-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Skipped(Exception):
+    """The measurement cannot run here (for example the webhooks API is not wired yet)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scale:
+    """How big each section is (``--quick`` shrinks everything)."""
+
+    ingest_chargers: tuple[int, ...] = (100, 1000)
+    ingest_duration: float = 10.0
+    warmup: float = 3.0
+    latency_chargers: int = 1000
+    latency_rate: float = 1000.0
+    latency_duration: float = 10.0
+    backlog_events: int = 100_000
+    backlog_chargers: int = 1000
+    connections: int = 10_000
+    connections_hold: float = 25.0
+    heartbeat_interval: int = 10
+    drain_timeout: float = 120.0
+
+
+FULL = Scale()
+QUICK = Scale(
+    ingest_chargers=(50,),
+    ingest_duration=2.0,
+    warmup=1.0,
+    latency_chargers=50,
+    latency_rate=500.0,
+    latency_duration=2.0,
+    backlog_events=5_000,
+    backlog_chargers=50,
+    connections=500,
+    connections_hold=3.0,
+    heartbeat_interval=1,
+    drain_timeout=30.0,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- servers ---------------------------------------------------------------------------------
+
+
+def chargehook_config(
+    workdir: Path, *, heartbeat_interval: int = 300, retry_schedule: list[str] | None = None
+) -> Path:
+    lines = [
+        "[ocpp]",
+        'host = "127.0.0.1"',
+        "port = 0",
+        "allow_unknown_chargers = true",
+        'authorization = "accept_all"',
+        f"heartbeat_interval = {heartbeat_interval}",
+        "",
+        "[api]",
+        'host = "127.0.0.1"',
+        "port = 0",
+        f'tokens = ["{TOKEN}"]',
+        "",
+        "[storage]",
+        f'url = "sqlite:///{workdir / "csms.db"}"',
+        "",
+        "[webhooks]",
+        "allow_private_targets = true",
+    ]
+    if retry_schedule is not None:
+        lines.append("retry_schedule = [" + ", ".join(f'"{r}"' for r in retry_schedule) + "]")
+    path = workdir / "csms.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass(slots=True)
+class Server:
+    proc: Proc
+    ocpp_port: int
+    api_port: int | None
+
+
+async def start_chargehook(group: ProcGroup, workdir: Path, **config: Any) -> Server:
+    path = chargehook_config(workdir, **config)
+    proc = await group.spawn(
+        "chargehook",
+        [PY, *CSMS_ARGS, "serve", "--config", str(path), "--log-level", "WARNING"],
+        cpu=SERVER_CPU,
+        stderr_path=str(workdir / "server.err"),
+        cwd=str(ROOT),
+    )
+    ocpp = await proc.wait_line(r"OCPP endpoint ws://[^:]+:(\d+)/", 60)
+    api = await proc.wait_line(r"admin API http://[^:]+:(\d+)/", 30)
+    return Server(proc, int(ocpp.group(1)), int(api.group(1)))
+
+
+async def start_baseline(group: ProcGroup, workdir: Path) -> Server:
+    proc = await group.spawn(
+        "baseline",
+        [PY, "-m", "benchmarks.baseline_server", "--port", "0"],
+        cpu=SERVER_CPU,
+        stderr_path=str(workdir / "server.err"),
+        cwd=str(ROOT),
+    )
+    m = await proc.wait_line(r"OCPP endpoint ws://[^:]+:(\d+)/", 60)
+    return Server(proc, int(m.group(1)), None)
+
+
+async def start_receiver(group: ProcGroup, workdir: Path, port: int = 0) -> tuple[Proc, int]:
+    proc = await group.spawn(
+        "receiver",
+        [PY, "-m", "benchmarks.receiver", "--port", str(port)],
+        cpu=LOAD_CPU,
+        stderr_path=str(workdir / "receiver.err"),
+        cwd=str(ROOT),
+    )
+    m = await proc.wait_line(r"receiver: listening (\d+)", 30)
+    return proc, int(m.group(1))
+
+
+async def api_call(api_port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    url = f"http://127.0.0.1:{api_port}/api/v1{path}"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.request(method, url, json=body, headers=headers) as resp,
+    ):
+        try:
+            data = await resp.json(content_type=None)
+        except (ValueError, aiohttp.ContentTypeError):
+            data = await resp.text()
+        return resp.status, data
+
+
+async def register_webhook(api_port: int, receiver_port: int) -> str:
+    status, data = await api_call(
+        api_port,
+        "POST",
+        "/webhooks",
+        {"url": f"http://127.0.0.1:{receiver_port}/hook", "enabledEvents": ["*"]},
+    )
+    if status == 404:
+        raise Skipped("POST /api/v1/webhooks answers 404: WebhookService is not wired into csms")
+    if status not in (200, 201):
+        raise RuntimeError(f"registering the webhook endpoint failed: {status} {data}")
+    return str(data["data"]["id"])
+
+
+async def receiver_stats(port: int, t_from: float | None = None, t_to: float | None = None) -> Any:
+    query = ""
+    if t_from is not None and t_to is not None:
+        query = f"?from={t_from}&to={t_to}"
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(f"http://127.0.0.1:{port}/stats{query}") as resp,
+    ):
+        return await resp.json()
+
+
+async def wait_delivered(port: int, chargers: int, timeout: float, quiet: float = 5.0) -> Any:
+    """Poll the receiver until every charger's stream ended with charger.disconnected (all
+    delivered), or nothing arrived for ``quiet`` s after the load, or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_count, last_change = -1, time.monotonic()
+    while True:
+        stats = await receiver_stats(port)
+        if stats["chargersComplete"] >= chargers:
+            return stats
+        now = time.monotonic()
+        if stats["received"] != last_count:
+            last_count, last_change = stats["received"], now
+        elif now - last_change > quiet:
+            return stats
+        if now > deadline:
+            return stats
+        await asyncio.sleep(0.25)
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LoadRun:
+    result: dict[str, Any]
+    wall_start: float
+    wall_end: float
+    server: dict[str, float]
+    receiver: dict[str, float] | None
+    at_ready: dict[str, float] | None = None
+    other_load: dict[str, float] | None = None  # % of each CPU used by processes not ours
+
+
+async def run_load(
+    group: ProcGroup,
+    workdir: Path,
+    options: dict[str, Any],
+    server_pid: int,
+    receiver_pid: int | None = None,
+    timeout: float = 600.0,
+) -> LoadRun:
+    load = await group.spawn(
+        "load",
+        [PY, "-m", "benchmarks.loadclient", json.dumps(options)],
+        cpu=LOAD_CPU,
+        stderr_path=str(workdir / "load.err"),
+        cwd=str(ROOT),
+    )
+    at_ready = None
+    if options["mode"] == "idle":
+        m = await load.wait_line(r'"mark": "ready", "wall": ([\d.]+)', timeout)
+        await asyncio.sleep(1.0)  # let the last handshakes settle before reading RSS
+        ready = sample(server_pid)
+        at_ready = {"rssMB": round(ready.rss / 2**20, 1)}
+        s0 = ready
+    else:
+        m = await load.wait_line(r'"mark": "start", "wall": ([\d.]+)', timeout)
+        s0 = sample(server_pid)
+    r0 = sample(receiver_pid) if receiver_pid else None
+    l0 = sample(load.pid)
+    b0 = cpu_busy()
+    wall_start = float(m.group(1))
+    m = await load.wait_line(r'"mark": "end", "wall": ([\d.]+)', timeout)
+    s1 = sample(server_pid)
+    r1 = sample(receiver_pid) if receiver_pid else None
+    l1 = sample(load.pid)
+    b1 = cpu_busy()
+    wall_end = float(m.group(1))
+    on_load_cpu = (l1.cpu - l0.cpu) + ((r1.cpu - r0.cpu) if r0 and r1 else 0.0)
+    other_load = others(b0, b1, s1.at - s0.at, {SERVER_CPU: s1.cpu - s0.cpu, LOAD_CPU: on_load_cpu})
+    m = await load.wait_line(r'^\{"result": ', 120)
+    result = json.loads(m.string)["result"]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(load.process.wait(), 10)
+    return LoadRun(
+        result=result,
+        wall_start=wall_start,
+        wall_end=wall_end,
+        server=usage(s0, s1),
+        receiver=usage(r0, r1) if r0 and r1 else None,
+        at_ready=at_ready,
+        other_load=other_load,
+    )
+
+
+# -- 1. ingest -------------------------------------------------------------------------------
+
+
+async def measure_ingest(variant: str, chargers: int, scale: Scale) -> dict[str, Any]:
+    duration = scale.ingest_duration
+    record: dict[str, Any] = {
+        "section": "ingest",
+        "variant": variant,
+        "chargers": chargers,
+        "durationS": duration,
+        "workload": (
+            f"{chargers} chargers, each: BootNotification, StatusNotification, StartTransaction,"
+            " StatusNotification, then MeterValues in a closed loop (one CALL in flight);"
+            f" {duration:g} s window opened {scale.warmup:g} s after all are looping"
+        ),
+        "counted": "MeterValues CALLRESULTs received inside the window; latency = send to answer",
+    }
+    with tempfile.TemporaryDirectory(prefix="chb-") as tmp:
+        workdir = Path(tmp)
+        async with ProcGroup() as group:
+            receiver_port = None
+            receiver: Proc | None = None
+            if variant == "baseline":
+                server = await start_baseline(group, workdir)
+            else:
+                server = await start_chargehook(group, workdir)
+            if variant == "chargehook-webhooks":
+                assert server.api_port is not None
+                receiver, receiver_port = await start_receiver(group, workdir)
+                await register_webhook(server.api_port, receiver_port)
+            idle = sample(server.proc.pid)
+            load = await run_load(
+                group,
+                workdir,
+                {
+                    "mode": "closed",
+                    "port": server.ocpp_port,
+                    "chargers": chargers,
+                    "duration": duration,
+                    "warmup": scale.warmup,
+                    "concurrency": 200,
+                    "setupTimeout": 120,
+                },
+                server.proc.pid,
+                receiver.pid if receiver else None,
+            )
+            res = load.result
+            record.update(
+                callsPerSecond=res["callsPerSecond"],
+                calls=res["calls"],
+                latencyMs=res["latencyMs"],
+                server=load.server | {"idleRssMB": round(idle.rss / 2**20, 1)},
+                serverCpuUsPerCall=_per_call(load.server["cpuS"], res["calls"]),
+                callsPerServerCpuS=round(res["calls"] / load.server["cpuS"], 1)
+                if load.server["cpuS"]
+                else None,
+                otherLoadPct=load.other_load,
+                client={"cpuPct": res["clientCpuPct"], "cpuS": res["clientCpuS"]},
+                ready=res["ready"],
+                setupS=res["setupS"],
+                errors=res["errors"],
+            )
+            if receiver_port is not None:
+                stats = await wait_delivered(receiver_port, chargers, scale.drain_timeout)
+                window = await receiver_stats(receiver_port, load.wall_start, load.wall_end)
+                record.update(
+                    counted=record["counted"]
+                    + "; events: unique webhook POSTs at the receiver; e2e = meterValue"
+                    " timestamp (written just before the send) to arrival at the receiver",
+                    eventsPerSecond=round(window["arrivedInWindow"] / duration, 1),
+                    e2eMs=window["e2eMs"],
+                    e2eCount=window["e2eCount"],
+                    delivery=_delivery(stats, chargers, load.wall_end),
+                    receiver=load.receiver,
+                )
+    return record
+
+
+def _per_call(cpu_s: float, calls: int) -> float | None:
+    return round(cpu_s * 1e6 / calls, 1) if calls else None
+
+
+def _delivery(stats: dict[str, Any], chargers: int, wall_end: float) -> dict[str, Any]:
+    return {
+        "received": stats["received"],
+        "duplicates": stats["duplicates"],
+        "outOfOrder": stats["outOfOrder"],
+        "gaps": stats["gaps"],
+        "chargersComplete": stats["chargersComplete"],
+        "allDelivered": stats["chargersComplete"] >= chargers
+        and stats["gaps"] == 0
+        and stats["outOfOrder"] == 0,
+        "lastArrivalAfterLoadS": round(max(0.0, stats["lastArrival"] - wall_end), 3),
+    }
+
+
+# -- 2. latency at fixed load ----------------------------------------------------------------
+
+
+async def measure_latency(scale: Scale) -> dict[str, Any]:
+    n, rate, duration = scale.latency_chargers, scale.latency_rate, scale.latency_duration
+    record: dict[str, Any] = {
+        "section": "latency",
+        "variant": "chargehook-webhooks",
+        "chargers": n,
+        "durationS": duration,
+        "targetRate": rate,
+        "workload": (
+            f"{n} chargers in a transaction, MeterValues offered open loop at {rate:g}/s in"
+            f" total (each charger every {n / rate:g} s, random phase), {duration:g} s;"
+            " each MeterValues makes one transaction.updated event"
+        ),
+        "counted": "events of MeterValues scheduled inside the window; e2e = meterValue"
+        " timestamp (written just before the send) to arrival at the receiver",
+    }
+    with tempfile.TemporaryDirectory(prefix="chb-") as tmp:
+        workdir = Path(tmp)
+        async with ProcGroup() as group:
+            server = await start_chargehook(group, workdir)
+            assert server.api_port is not None
+            receiver, receiver_port = await start_receiver(group, workdir)
+            await register_webhook(server.api_port, receiver_port)
+            load = await run_load(
+                group,
+                workdir,
+                {
+                    "mode": "open",
+                    "port": server.ocpp_port,
+                    "chargers": n,
+                    "rate": rate,
+                    "duration": duration,
+                    "warmup": scale.warmup,
+                    "concurrency": 200,
+                },
+                server.proc.pid,
+                receiver.pid,
+            )
+            stats = await wait_delivered(receiver_port, n, scale.drain_timeout)
+            window = await receiver_stats(receiver_port, load.wall_start, load.wall_end)
+            res = load.result
+            record.update(
+                offered=res["scheduled"],
+                callsPerSecond=res["callsPerSecond"],
+                callLatencyMs=res["latencyMs"],
+                e2eMs=window["e2eMs"],
+                e2eCount=window["e2eCount"],
+                eventsPerSecond=round(window["arrivedInWindow"] / duration, 1),
+                delivery=_delivery(stats, n, load.wall_end),
+                server=load.server,
+                serverCpuUsPerCall=_per_call(load.server["cpuS"], res["calls"]),
+                client={"cpuPct": res["clientCpuPct"]},
+                receiver=load.receiver,
+                otherLoadPct=load.other_load,
+                errors=res["errors"],
+            )
+    return record
+
+
+# -- 3. backlog drain ------------------------------------------------------------------------
+
+BACKLOG_RETRY = ["2s"] * 150  # covers 300 s of receiver down time without giving up
+
+
+async def measure_backlog(scale: Scale) -> dict[str, Any]:
+    n = scale.backlog_chargers
+    per_charger_overhead = 8  # connected, boot, 2 x status, started, stopped, disconnected, +1
+    target = max(n, scale.backlog_events - per_charger_overhead * n)
+    record: dict[str, Any] = {
+        "section": "backlog",
+        "variant": "chargehook-webhooks",
+        "chargers": n,
+        "workload": (
+            f"receiver down (port closed); {n} chargers run a transaction with MeterValues in a"
+            f" closed loop until about {scale.backlog_events} events exist, then disconnect;"
+            " then the receiver starts. retry_schedule = 150 x 2s so nothing is given up"
+            " while it is down"
+        ),
+        "counted": "unique events received; rate = events / (last arrival - receiver up);"
+        " order = per-charger sequence strictly +1",
+    }
+    with tempfile.TemporaryDirectory(prefix="chb-") as tmp:
+        workdir = Path(tmp)
+        async with ProcGroup() as group:
+            server = await start_chargehook(group, workdir, retry_schedule=BACKLOG_RETRY)
+            assert server.api_port is not None
+            port = free_port()
+            await register_webhook(server.api_port, port)
+            t_gen = time.monotonic()
+            load = await run_load(
+                group,
+                workdir,
+                {
+                    "mode": "generate",
+                    "port": server.ocpp_port,
+                    "chargers": n,
+                    "target": target,
+                    "maxTime": 240,
+                    "concurrency": 200,
+                },
+                server.proc.pid,
+            )
+            generate_s = time.monotonic() - t_gen
+            await asyncio.sleep(1.0)
+            s0 = sample(server.proc.pid)
+            await start_receiver(group, workdir, port)
+            up = time.time()
+            stats = await wait_delivered(port, n, scale.drain_timeout * 3, quiet=15.0)
+            s1 = sample(server.proc.pid)
+            total = stats["received"]
+            span_up = stats["lastArrival"] - up if total else 0.0
+            span_first = stats["lastArrival"] - stats["firstArrival"] if total else 0.0
+            record.update(
+                events=total,
+                meterValues=load.result["meterValues"],
+                generateS=round(generate_s, 1),
+                ingestCallsPerSecond=load.result["callsPerSecond"],
+                drainS=round(span_up, 3),
+                eventsPerSecond=round(total / span_up, 1) if span_up > 0 else 0.0,
+                eventsPerSecondFromFirst=round(total / span_first, 1) if span_first > 0 else 0.0,
+                firstArrivalAfterUpS=round(stats["firstArrival"] - up, 3) if total else None,
+                orderKept=stats["outOfOrder"] == 0 and stats["gaps"] == 0,
+                delivery=_delivery(stats, n, up),
+                server=usage(s0, s1),
+                errors=load.result["errors"],
+            )
+    return record
+
+
+# -- 4. idle connections ---------------------------------------------------------------------
+
+
+async def measure_connections(scale: Scale) -> dict[str, Any]:
+    n, hold, interval = scale.connections, scale.connections_hold, scale.heartbeat_interval
+    record: dict[str, Any] = {
+        "section": "connections",
+        "variant": "chargehook-store",
+        "chargers": n,
+        "durationS": hold,
+        "workload": (
+            f"{n} chargers connect (200 handshakes in flight) and send BootNotification;"
+            f" then Heartbeat every {interval} s ([ocpp] heartbeat_interval) for {hold:g} s"
+        ),
+        "counted": "connect time = first connect to last BootNotification answered; RSS of"
+        " the server once all are connected and at the end; heartbeats sent vs answered",
+    }
+    with tempfile.TemporaryDirectory(prefix="chb-") as tmp:
+        workdir = Path(tmp)
+        async with ProcGroup() as group:
+            server = await start_chargehook(group, workdir, heartbeat_interval=interval)
+            idle = sample(server.proc.pid)
+            load = await run_load(
+                group,
+                workdir,
+                {
+                    "mode": "idle",
+                    "port": server.ocpp_port,
+                    "chargers": n,
+                    "duration": hold,
+                    "concurrency": 200,
+                    "setupTimeout": 180,
+                    "grace": 10,
+                },
+                server.proc.pid,
+            )
+            res = load.result
+            assert load.at_ready is not None
+            record.update(
+                connected=res["ready"],
+                connectAllS=res["connectAllS"],
+                connectMs=res["connectMs"],
+                rssMB=max(load.at_ready["rssMB"], load.server["rssMB"]),
+                rssAtReadyMB=load.at_ready["rssMB"],
+                idleRssMB=round(idle.rss / 2**20, 1),
+                kbPerCharger=round(
+                    (max(load.at_ready["rssMB"], load.server["rssMB"]) - idle.rss / 2**20)
+                    * 1024
+                    / n,
+                    1,
+                ),
+                heartbeatsSent=res["heartbeatsSent"],
+                heartbeatsAnswered=res["heartbeatsAnswered"],
+                heartbeatsUnanswered=res["heartbeatsUnanswered"],
+                server=load.server,
+                client={"cpuPct": res["clientCpuPct"]},
+                otherLoadPct=load.other_load,
+                errors=res["errors"],
+            )
+    return record
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu": model, "python": sys.version.split()[0]}
