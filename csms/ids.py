@@ -13,7 +13,13 @@ _ALPHABET = string.ascii_letters + string.digits
 
 
 def random_id(prefix: str, length: int = 16) -> str:
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """``prefix`` + ``length`` base62 characters from one CSPRNG read (~6 bits each)."""
+    number = int.from_bytes(secrets.token_bytes(length), "big")
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, 62)
+        chars.append(_ALPHABET[digit])
+    return prefix + "".join(chars)
 
 
 class IdSource:

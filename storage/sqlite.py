@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -232,11 +234,18 @@ def _statements(units: Iterable[UnitOfWork]) -> list[tuple[str, list[tuple[Any, 
 
 
 class SqliteStore:
-    """Storage on one SQLite file. Open with ``await SqliteStore.open(path)``."""
+    """Storage on one SQLite file. Open with ``await SqliteStore.open(path)``.
 
-    def __init__(self, path: str, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    Reads go through aiosqlite. Writes go through one plain ``sqlite3`` connection on a
+    dedicated writer thread, one thread hop per group-committed batch: aiosqlite hops once
+    per statement, and those hops (each a GIL hand-over between the loop and its thread)
+    cost more than the writes themselves at thousands of messages per second.
+    """
+
+    def __init__(self, path: str, writer: sqlite3.Connection, reader: aiosqlite.Connection):
         self.path = path
-        self._writer = writer  # only the group committer writes through it
+        self._writer = writer  # only the committer thread touches it
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader = reader  # reads of committed state
         self._pending: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
@@ -248,13 +257,15 @@ class SqliteStore:
     async def open(cls, path: str) -> SqliteStore:
         if path != ":memory:":
             Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
-        writer = await _connect(path)
+        setup = await _connect(path)
         try:
-            await migrations.apply(writer)
+            await migrations.apply(setup)
             reader = await _connect(path)
-        except BaseException:
-            await writer.close()
-            raise
+        finally:
+            await setup.close()
+        writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in _PRAGMAS:
+            writer.execute(pragma)
         store = cls(path, writer, reader)
         store._committer = asyncio.create_task(store._run_committer(), name="sqlite-committer")
         return store
@@ -265,7 +276,8 @@ class SqliteStore:
         if self._committer is not None:
             await self._committer
         await self._reader.close()
-        await self._writer.close()
+        await asyncio.get_running_loop().run_in_executor(self._writer_thread, self._writer.close)
+        self._writer_thread.shutdown(wait=True)
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Called after every commit that wrote events (to wake the delivery engine)."""
@@ -321,30 +333,28 @@ class SqliteStore:
                     log.exception("commit listener failed")
 
     async def _transaction(self, units: list[UnitOfWork]) -> None:
-        conn = self._writer
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, rows in _statements(units):
-                await conn.executemany(sql, rows)
-            await conn.execute("COMMIT")
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
+        statements = _statements(units)  # built here, on the loop: the thread only writes
+        await asyncio.get_running_loop().run_in_executor(
+            self._writer_thread, _write, self._writer, statements
+        )
 
     # -- reading -------------------------------------------------------------------------
 
     async def ping(self) -> None:
-        async with self._reader.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
+        await self._reader.execute_fetchall("SELECT 1")
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        """Committed rows; for the store's own modules (SQL stays inside ``storage/``)."""
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        """Committed rows; for the store's own modules (SQL stays inside ``storage/``).
+
+        Executed and fetched in one step on the reader's thread: a statement left open
+        across an ``await`` would pin the reader connection to an old WAL snapshot for every
+        other coroutine sharing it, hiding their own just-committed writes.
+        """
+        return list(await self._reader.execute_fetchall(sql, params))
 
     async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self._reader.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        rows = await self._reader.execute_fetchall(sql, params)
+        return rows[0] if rows else None
 
     _all = fetch_all
     _one = fetch_one
@@ -523,14 +533,32 @@ class SqliteStore:
         return [_event(r) for r in rows]
 
 
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA foreign_keys = OFF",
+)
+
+
 async def _connect(path: str) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = aiosqlite.Row
-    await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA synchronous = NORMAL")
-    await conn.execute("PRAGMA busy_timeout = 5000")
-    await conn.execute("PRAGMA foreign_keys = OFF")
+    for pragma in _PRAGMAS:
+        await conn.execute(pragma)
     return conn
+
+
+def _write(conn: sqlite3.Connection, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    """One transaction, on the writer thread (sqlite3 releases the GIL while it works)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in statements:
+            conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _commit_error() -> RuntimeError:
