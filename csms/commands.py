@@ -128,7 +128,11 @@ class CommandDispatcher:
             if connection is None:
                 # Offline: what was asked to wait waits; the rest fails now.
                 await self._fail_undeferred(charger_id, "charger is not connected")
-                return
+                if self.hub.connection_of(charger_id) is None:
+                    return
+                # Back while we were failing (its on_connected found this worker still
+                # running and started none): carry on with what waits for it.
+                continue
             command = queue.commands[0]
             sent = replace(command, sent_at=format_timestamp(self.hub.clock()))
             future: asyncio.Future[CallResult | CallError] = (
@@ -192,12 +196,16 @@ class CommandDispatcher:
         if future is not None and not future.done():
             future.set_result(final)
 
-    async def _fail_undeferred(self, charger_id: str, message: str) -> None:
+    async def _fail_undeferred(
+        self, charger_id: str, message: str, *, keep: str | None = None
+    ) -> None:
+        """Fail the queued commands not asked to wait for a connection (but ``keep``: the
+        command in flight, which its worker ends)."""
         queue = self._queues.get(charger_id)
         if queue is None:
             return
-        failed = [c for c in queue.commands if not c.deferred]
-        queue.commands = deque(c for c in queue.commands if c.deferred)
+        failed = [c for c in queue.commands if not c.deferred and c.id != keep]
+        queue.commands = deque(c for c in queue.commands if c.deferred or c.id == keep)
         for command in failed:
             await self._finish(command, error={"code": "ChargerOffline", "message": message})
 
@@ -227,10 +235,14 @@ class CommandDispatcher:
         queue = self._queues.get(charger_id)
         if queue is None:
             return
-        if queue.waiting is not None and not queue.waiting[1].done():
-            queue.waiting[1].set_exception(_ConnectionLost())
-        elif queue.worker is None or queue.worker.done():
-            await self._fail_undeferred(charger_id, "the charger disconnected")
+        in_flight = None
+        if queue.waiting is not None:
+            in_flight = queue.waiting[0]
+            if not queue.waiting[1].done():
+                queue.waiting[1].set_exception(_ConnectionLost())
+        # The commands queued behind fail now, with this connection: not later, when the
+        # worker gets to them and the charger may already be back on a new one.
+        await self._fail_undeferred(charger_id, "the charger disconnected", keep=in_flight)
 
     # -- life -----------------------------------------------------------------------------
 
