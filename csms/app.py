@@ -11,21 +11,25 @@ import logging
 import secrets
 import signal
 import sys
+from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
 
 from csms.api.app import create_app
 from csms.api.common import token_digest
-from csms.catalog import CSMS_EVENT_TYPES
+from csms.api.webhooks import WEBHOOK_SERVICE
+from csms.api.webhooks import routes as webhook_routes
+from csms.catalog import build_catalog
 from csms.commands import CommandDispatcher
-from csms.config import Settings
+from csms.config import Settings, WebhookSettings
 from csms.hub import ChargerHub
 from csms.ids import IdSource
 from csms.protocol.state import CoreSettings
 from csms.server import OcppServer
 from storage.records import Meta, UnitOfWork
 from storage.sqlite import SqliteStore
+from webhooks import Catalog, DeliveryConfig, WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -33,63 +37,76 @@ TOKEN_META_KEY = "api_token_sha256"
 
 
 class Csms:
-    def __init__(
-        self,
-        settings: Settings,
-        store: SqliteStore,
-        hub: ChargerHub,
-        ocpp: OcppServer,
-        runner: web.AppRunner,
-        site: web.TCPSite,
-        generated_token: str | None,
-        dispatcher: CommandDispatcher,
-    ) -> None:
-        self.dispatcher = dispatcher
+    """The running central system; ``close()`` stops it in the reverse order of start."""
+
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = store
-        self.hub = hub
-        self.ocpp = ocpp
-        self._runner = runner
-        self._site = site
-        self.generated_token = generated_token  # only on the first start without tokens
+        self._stack = AsyncExitStack()  # what to stop, in reverse order of start
+        self.generated_token: str | None = None  # only on the first start without tokens
+        self.store: SqliteStore
+        self.hub: ChargerHub
+        self.dispatcher: CommandDispatcher
+        self.webhooks: WebhookService
+        self.ocpp: OcppServer
+        self._site: web.TCPSite
 
     @classmethod
     async def start(cls, settings: Settings) -> Csms:
-        store = await SqliteStore.open(settings.storage.sqlite_path)
+        csms = cls(settings)
         try:
-            digests, generated = await _api_tokens(settings, store)
-            ids = IdSource(await store.max_transaction_id())
-            core_settings = CoreSettings(
-                authorization=settings.ocpp.authorization,
-                heartbeat_interval=settings.ocpp.heartbeat_interval,
-                retry_interval=min(60, settings.ocpp.heartbeat_interval),
-            )
-            hub = ChargerHub(store, ids, core_settings)
-            recovered = await hub.recover_after_restart()
-            if recovered:
-                log.info("%d chargers were left connected by the last run", recovered)
-            dispatcher = CommandDispatcher(hub, call_timeout=settings.ocpp.call_timeout)
-            resumed = await dispatcher.resume()
-            if resumed:
-                log.info("%d queued commands wait for their chargers", resumed)
-            ocpp = OcppServer(hub, settings.ocpp)
-            app = create_app(
-                settings=settings,
-                hub=hub,
-                dispatcher=dispatcher,
-                token_digests=lambda: digests,
-                event_types=_event_types,
-                forget_password=ocpp.forget_password,
-            )
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            site = web.TCPSite(runner, settings.api.host, settings.api.port)
-            await site.start()
-            await ocpp.start()
+            await csms._start()
         except BaseException:
-            await store.close()
+            await csms.close()
             raise
-        return cls(settings, store, hub, ocpp, runner, site, generated, dispatcher)
+        return csms
+
+    async def _start(self) -> None:
+        settings, stack = self.settings, self._stack
+        self.store = store = await SqliteStore.open(settings.storage.sqlite_path)
+        stack.push_async_callback(store.close)
+        digests, self.generated_token = await _api_tokens(settings, store)
+        core_settings = CoreSettings(
+            authorization=settings.ocpp.authorization,
+            heartbeat_interval=settings.ocpp.heartbeat_interval,
+            retry_interval=min(60, settings.ocpp.heartbeat_interval),
+        )
+        ids = IdSource(await store.max_transaction_id())
+        self.hub = hub = ChargerHub(store, ids, core_settings)
+        catalog = build_catalog()
+        self.webhooks = webhooks = await WebhookService.start(
+            store, delivery_config(settings.webhooks), catalog
+        )
+        stack.push_async_callback(webhooks.close)
+        store.add_commit_listener(webhooks.notify)
+        hub.wants = webhooks.wants
+        recovered = await hub.recover_after_restart()
+        if recovered:
+            log.info("%d chargers were left connected by the last run", recovered)
+        self.dispatcher = dispatcher = CommandDispatcher(
+            hub, call_timeout=settings.ocpp.call_timeout
+        )
+        stack.push_async_callback(dispatcher.close)
+        resumed = await dispatcher.resume()
+        if resumed:
+            log.info("%d queued commands wait for their chargers", resumed)
+        self.ocpp = ocpp = OcppServer(hub, settings.ocpp)
+        app = create_app(
+            settings=settings,
+            hub=hub,
+            dispatcher=dispatcher,
+            token_digests=lambda: digests,
+            event_types=lambda: _event_types(catalog),
+            forget_password=ocpp.forget_password,
+            extra_routes=[webhook_routes],
+            extra_keys={WEBHOOK_SERVICE: webhooks},
+        )
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        self._site = web.TCPSite(runner, settings.api.host, settings.api.port)
+        await self._site.start()
+        stack.push_async_callback(ocpp.close)
+        await ocpp.start()
 
     @property
     def api_port(self) -> int:
@@ -105,17 +122,23 @@ class Csms:
         return self.ocpp.url
 
     async def close(self) -> None:
-        await self.ocpp.close()
-        await self.dispatcher.close()
-        await self._runner.cleanup()
-        await self.store.close()
+        await self._stack.aclose()
 
 
-def _event_types() -> list[dict[str, Any]]:
-    return [
-        {"name": t.name, "description": t.description, "example": t.example}
-        for t in CSMS_EVENT_TYPES
-    ]
+def _event_types(catalog: Catalog) -> list[dict[str, Any]]:
+    return [{"name": t.name, "description": t.description, "example": t.example} for t in catalog]
+
+
+def delivery_config(settings: WebhookSettings) -> DeliveryConfig:
+    return DeliveryConfig(
+        allow_private_targets=settings.allow_private_targets,
+        timeout=settings.timeout,
+        retry_schedule=tuple(settings.retry_schedule),
+        disable_after=settings.disable_after,
+        retention=settings.retention,
+        max_in_flight=settings.max_in_flight,
+        secret_key_file=settings.secret_key_file or None,
+    )
 
 
 async def _api_tokens(settings: Settings, store: SqliteStore) -> tuple[list[str], str | None]:

@@ -5,35 +5,27 @@ Listed by ``GET /api/v1/event-types`` and used to validate webhook subscriptions
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
 
+from csms.protocol.commands import event_type
 from csms.protocol.schemas import CENTRAL_SYSTEM_ACTIONS
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EventTypeInfo:
-    name: str
-    description: str
-    example: dict[str, Any]
-
+from webhooks.catalog import Catalog, EventType
 
 _TX = {"transactionId": 12345, "connectorId": 1}
 
 _CHARGER_EVENTS = [
-    EventTypeInfo(
+    EventType(
         name="charger.connected",
         description="A charger opened its WebSocket connection.",
         example={"securityProfile": 1, "remoteAddress": "192.0.2.10:51234"},
     ),
-    EventTypeInfo(
+    EventType(
         name="charger.disconnected",
         description="A charger's connection closed; reason is closed, lost, replaced,"
         " restart, shutdown or deleted.",
         example={"reason": "closed", "closeCode": 1000, "connectedAt": "2026-02-06T14:00:00.000Z"},
     ),
-    EventTypeInfo(
+    EventType(
         name="charger.boot",
         description="BootNotification: the charger's identity and the registration status"
         " it was given.",
@@ -45,22 +37,22 @@ _CHARGER_EVENTS = [
             "interval": 300,
         },
     ),
-    EventTypeInfo(
+    EventType(
         name="charger.authorization",
         description="Authorize: an id tag was presented, and the answer given.",
         example={"idTag": "USER001", "status": "Accepted"},
     ),
-    EventTypeInfo(
+    EventType(
         name="charger.firmware_status",
         description="FirmwareStatusNotification.",
         example={"status": "Installed"},
     ),
-    EventTypeInfo(
+    EventType(
         name="charger.diagnostics_status",
         description="DiagnosticsStatusNotification.",
         example={"status": "Uploaded"},
     ),
-    EventTypeInfo(
+    EventType(
         name="charger.data_transfer",
         description="DataTransfer from the charger, with the status it was answered.",
         example={
@@ -70,7 +62,7 @@ _CHARGER_EVENTS = [
             "responseStatus": "UnknownVendorId",
         },
     ),
-    EventTypeInfo(
+    EventType(
         name="connector.status_changed",
         description="StatusNotification; connectorId 0 is the charger itself.",
         example={
@@ -81,12 +73,12 @@ _CHARGER_EVENTS = [
             "timestamp": "2026-02-06T14:30:00.000Z",
         },
     ),
-    EventTypeInfo(
+    EventType(
         name="connector.meter_values",
         description="MeterValues outside a transaction, normalised plus the raw meterValue.",
         example={"connectorId": 1, "meterWh": 1520.0, "powerW": 0.0, "meterValue": []},
     ),
-    EventTypeInfo(
+    EventType(
         name="transaction.started",
         description="StartTransaction: a transaction began; transactionId is ours.",
         example={
@@ -97,7 +89,7 @@ _CHARGER_EVENTS = [
             "timestamp": "2026-02-06T14:30:00.000Z",
         },
     ),
-    EventTypeInfo(
+    EventType(
         name="transaction.updated",
         description="MeterValues in a transaction: energyWh (this session), meterWh (the"
         " register), powerW, soc, ... and the raw meterValue.",
@@ -111,7 +103,7 @@ _CHARGER_EVENTS = [
             "meterValue": [],
         },
     ),
-    EventTypeInfo(
+    EventType(
         name="transaction.stopped",
         description="StopTransaction: meterStop, energyWh, reason, durationS. A stop for a"
         " transaction we do not know carries unknownTransaction: true.",
@@ -127,7 +119,7 @@ _CHARGER_EVENTS = [
             "timestamp": "2026-02-06T15:30:00.000Z",
         },
     ),
-    EventTypeInfo(
+    EventType(
         name="ocpp.message",
         description="Every raw OCPP frame in and out; delivered only to endpoints that name it"
         " explicitly, never through a wildcard. sequence is null.",
@@ -138,12 +130,7 @@ _CHARGER_EVENTS = [
 COMMAND_STATUSES = ("requested", "accepted", "rejected", "failed")
 
 
-def snake_case(action: str) -> str:
-    """``RemoteStartTransaction`` -> ``remote_start_transaction``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
-
-
-def _command_events() -> list[EventTypeInfo]:
+def _command_events() -> list[EventType]:
     meaning = {
         "requested": "the command was accepted by the API and queued for the charger",
         "accepted": "the charger answered and accepted it",
@@ -159,8 +146,8 @@ def _command_events() -> list[EventTypeInfo]:
             if status == "failed":
                 example["error"] = {"code": "Timeout", "message": "no answer within 30 s"}
             out.append(
-                EventTypeInfo(
-                    name=f"{snake_case(action)}.{status}",
+                EventType(
+                    name=event_type(action, status),
                     description=f"{action}: {meaning[status]}.",
                     example=example,
                 )
@@ -168,4 +155,9 @@ def _command_events() -> list[EventTypeInfo]:
     return out
 
 
-CSMS_EVENT_TYPES: list[EventTypeInfo] = [*_CHARGER_EVENTS, *_command_events()]
+CSMS_EVENT_TYPES: list[EventType] = [*_CHARGER_EVENTS, *_command_events()]
+
+
+def build_catalog() -> Catalog:
+    """Every type an endpoint may subscribe to: ours plus the emitter's ``webhook.*``."""
+    return Catalog(CSMS_EVENT_TYPES)
