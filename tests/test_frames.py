@@ -280,3 +280,30 @@ def test_codec_refuses_nan_both_ways() -> None:
     with pytest.raises(ValueError):
         dumps({"v": float("nan")})
     assert dumps({"a": [1, "ö"]}) == '{"a":[1,"ö"]}'
+
+
+@pytest.mark.parametrize(
+    ("raw", "unique_id"),
+    [
+        (r'[2, "\ud800", "Heartbeat", {}]', None),  # in the id: nothing to answer to
+        (r'[2, "m1", "DataTransfer", {"vendorId": "\udc00"}]', "m1"),
+        (r'[2, "m2", "DataTransfer", {"vendorId": "V", "data": "x\uDBFFy"}]', "m2"),
+        (r'[2, "m3", "Heartbeat", {"\ud800": 1}]', "m3"),
+        (r'[3, "m4", {"status": "\ud800"}]', None),  # a response is never answered
+    ],
+)
+def test_lone_surrogate_escapes_are_not_unicode_text(raw: str, unique_id: str | None) -> None:
+    # Decoded, a lone surrogate cannot be encoded as UTF-8 again: an answer quoting it (or a
+    # stored event holding it) could never be written, so the frame is refused at the door.
+    assert parse_frame(raw) == FrameError(
+        unique_id=unique_id,
+        error_code=FV,
+        description="frame holds a lone UTF-16 surrogate escape: it is not Unicode text",
+    )
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_fine() -> None:
+    pair = parse_frame(r'[2, "m1", "DataTransfer", {"vendorId": "\ud834\udd1e"}]')
+    assert pair == Call(unique_id="m1", action="DataTransfer", payload={"vendorId": "\U0001d11e"})
+    literal = parse_frame(r'[2, "m2", "DataTransfer", {"vendorId": "\\ud800"}]')
+    assert literal == Call(unique_id="m2", action="DataTransfer", payload={"vendorId": r"\ud800"})

@@ -10,9 +10,9 @@ How each bad frame is classified, and why:
 frame                                                  error code                   answered to
 =====================================================  ===========================  ============
 bytes that are not UTF-8, text that is not JSON,       FormationViolation           id recovered
-NaN/Infinity literals, nesting too deep                (4.1.2: "MUST be valid       from text
-                                                       JSON": syntactically         if a CALL
-                                                       incorrect)
+NaN/Infinity literals, nesting too deep, a lone        (4.1.2: "MUST be valid       from text
+``\ud800``-``\udfff`` escape (not Unicode text:       JSON": syntactically         if a CALL
+RFC 8259, 8.2; it cannot be written back as UTF-8)     incorrect)
 JSON but not an array, or an empty array               FormationViolation           nobody
                                                        (not the 4.2 PDU structure)
 MessageTypeId not an integer (``"2"``, ``2.0``,        FormationViolation           id if the
@@ -198,6 +198,28 @@ def encode_call_error(
 _CALL_ID = re.compile(r'\A\s*\[\s*2\s*,\s*"([^"\\]{1,' + str(MAX_UNIQUE_ID_LENGTH) + r'})"')
 
 
+# A JSON escape of a UTF-16 surrogate; in a pair it is one character, alone it decodes to a
+# Python str that cannot be encoded as UTF-8 again (so no answer quoting it could be sent).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return False
+
+
 def _recover_call_id(text: str) -> str | None:
     match = _CALL_ID.match(text)
     return match.group(1) if match else None
@@ -248,6 +270,12 @@ def parse_frame(raw: str | bytes) -> Call | CallResult | CallError | FrameError:
             unique_id=_recover_call_id(text),
             error_code=ErrorCode.FORMATION_VIOLATION,
             description=f"frame is not valid JSON: {exc}"[:200],
+        )
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(message):
+        return FrameError(
+            unique_id=_recover_call_id(text),
+            error_code=ErrorCode.FORMATION_VIOLATION,
+            description="frame holds a lone UTF-16 surrogate escape: it is not Unicode text",
         )
     if not isinstance(message, list) or not message:
         return FrameError(
