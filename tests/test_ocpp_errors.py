@@ -40,6 +40,13 @@ ANSWERED: list[tuple[str, str, str, str]] = [
     # Not JSON, but a CALL's id can be read from the text.
     ("not-json-with-id", '[2, "bad1", "Heartbeat", {', "bad1", "FormationViolation"),
     ("nan-literal", '[2, "bad2", "Heartbeat", {"x": NaN}]', "bad2", "FormationViolation"),
+    # JSON, but a lone surrogate escape is not Unicode text (it cannot be sent back as UTF-8).
+    (
+        "lone-surrogate-in-payload",
+        r'[2, "badu", "DataTransfer", {"vendorId": "\udc00"}]',
+        "badu",
+        "FormationViolation",
+    ),
     # MessageTypeId not an integer.
     ("type-id-string", '["2", "bad3", "Heartbeat", {}]', "bad3", "FormationViolation"),
     ("type-id-float", '[2.0, "bad4", "Heartbeat", {}]', "bad4", "FormationViolation"),
@@ -169,6 +176,7 @@ SILENT: list[tuple[str, str]] = [
     ("type-only", "[2]"),
     ("id-not-string", '[2, 17, "Heartbeat", {}]'),
     ("id-null", '[2, null, "Heartbeat", {}]'),
+    ("id-lone-surrogate", r'[2, "\ud800", "Heartbeat", {}]'),
     ("unknown-type-result-shaped", '[9, "r1", {}]'),
     ("result-for-no-call", '[3, "nobody", {}]'),
     ("result-wrong-length", '[3, "r2", {}, {}]'),
