@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from csms.ids import IdSource
 from csms.protocol import core
 from csms.protocol.core import DomainEvent, Outcome, Reject
+from csms.protocol.evolve import evolve
 from csms.protocol.frames import Call, CallError, CallResult
 from csms.protocol.state import (
     RECENT_DIGESTS,
@@ -104,7 +105,7 @@ class ChargerHub:
             connectors = await self.store.get_connectors(charger_id)
             active = await self.store.active_transactions(charger_id)
             digests = await self.store.recent_meter_digests(charger_id, limit=RECENT_DIGESTS)
-            snapshot = replace(
+            snapshot = evolve(
                 snapshot,
                 settings=await self.store.charger_settings(charger_id),
                 state=state,
@@ -222,7 +223,7 @@ class ChargerHub:
 
         def step(snap: ChargerSnapshot) -> Outcome:
             if registration is not None and snap.registration is None:
-                snap = replace(snap, registration=registration)
+                snap = evolve(snap, registration=registration)
             events: list[DomainEvent] = []
             if old is not None or snap.state.connected:
                 gone = core.on_disconnect(snap, now=now, reason="replaced")
@@ -231,7 +232,7 @@ class ChargerHub:
                 snap, now=now, remote_address=remote_address, security_profile=security_profile
             )
             writes = [registration] if registration is not None else []
-            return replace(came, events=[*events, *came.events], writes=writes)
+            return evolve(came, events=[*events, *came.events], writes=writes)
 
         await self.apply(charger_id, step)
         runtime.connection = connection
@@ -290,7 +291,7 @@ class ChargerHub:
 
         def step(snap: ChargerSnapshot) -> Outcome:
             return Outcome(
-                snapshot=replace(snap, registration=registration),
+                snapshot=evolve(snap, registration=registration),
                 reply={},
                 writes=[registration],
             )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import orjson
 
 from storage import migrations
 from storage.records import (
@@ -49,11 +50,17 @@ CommitListener = Callable[[Sequence[Event]], None]
 
 
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """JSON text for a column; orjson is ~20x faster than json on the hot path."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # e.g. an integer beyond 64 bits, which json still writes
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else orjson.loads(text)
 
 
 _SQL: dict[type, str] = {

@@ -26,11 +26,11 @@ StartTransaction it leads to, which then carries the command id.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from csms.protocol.core import DomainEvent, Outcome
+from csms.protocol.evolve import evolve
 from csms.protocol.state import JSON, ChargerSnapshot, RegistrationStatus, RemoteStart
 from csms.protocol.timefmt import format_timestamp
 from storage.records import ChargerSetting, Command
@@ -87,7 +87,7 @@ def complete(
     """Record a command's outcome: its answer, or the error that ended it."""
     stamp = format_timestamp(now)
     status = CommandStatus.FAILED if response is None else classify(response)
-    final = replace(command, status=status, response=response, error=error, completed_at=stamp)
+    final = evolve(command, status=status, response=response, error=error, completed_at=stamp)
     data: JSON = {"commandId": command.id, "request": command.request}
     if response is not None:
         data["response"] = response
@@ -121,9 +121,9 @@ def _learn(
             connector_id=request_.get("connectorId"),
             accepted_at=format_timestamp(now),
         )
-        snap = replace(snap, remote_starts=(*snap.remote_starts, pending))
+        snap = evolve(snap, remote_starts=(*snap.remote_starts, pending))
     elif action == "TriggerMessage":
-        snap = replace(snap, triggered=snap.triggered | {request_["requestedMessage"]})
+        snap = evolve(snap, triggered=snap.triggered | {request_["requestedMessage"]})
     elif action == "ChangeAvailability":
         availability = dict(settings.get("availability", {}))
         availability[str(request_["connectorId"])] = {
@@ -168,7 +168,7 @@ def _learn(
         settings["configuration"] = configuration
         changed.append("configuration")
     if changed:
-        snap = replace(snap, settings=settings)
+        snap = evolve(snap, settings=settings)
     return snap, changed
 
 

@@ -29,10 +29,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
+from csms.protocol.evolve import evolve
 from csms.protocol.frames import Call, ErrorCode
 from csms.protocol.meter import normalise
 from csms.protocol.schemas import CHARGE_POINT_ACTIONS, is_known, validate_request
@@ -164,9 +167,9 @@ def handle(
         )
     ctx = _Ctx(now=now, stamp=format_timestamp(now), ids=ids, settings=settings, lookups=lookups)
     # Every message is a sign of life (Heartbeat, 4.6: "any message" may stand in for it).
-    seen = replace(snapshot, state=replace(snapshot.state, last_seen_at=ctx.stamp))
+    seen = evolve(snapshot, state=evolve(snapshot.state, last_seen_at=ctx.stamp))
     if call.action in snapshot.triggered:
-        seen = replace(seen, triggered=snapshot.triggered - {call.action})
+        seen = evolve(seen, triggered=snapshot.triggered - {call.action})
     return _HANDLERS[call.action](seen, call.payload, ctx)
 
 
@@ -203,7 +206,7 @@ def seal(
         )
     if sequence == snapshot.state.last_sequence:
         return snapshot, sealed
-    return replace(snapshot, state=replace(snapshot.state, last_sequence=sequence)), sealed
+    return evolve(snapshot, state=evolve(snapshot.state, last_sequence=sequence)), sealed
 
 
 # -- authorization (OCPP 1.6, 3.5 and 7.15 IdTagInfo) -------------------------------------
@@ -236,9 +239,9 @@ def _boot_notification(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outco
         if status == RegistrationStatus.ACCEPTED
         else ctx.settings.retry_interval
     )
-    state = replace(snap.state, registration_status=status, boot=payload, booted_at=ctx.stamp)
+    state = evolve(snap.state, registration_status=status, boot=payload, booted_at=ctx.stamp)
     # A reboot ends the charger's earlier life: it will re-send what it still holds (4.2).
-    new = replace(snap, state=state, triggered=frozenset())
+    new = evolve(snap, state=state, triggered=frozenset())
     event = DomainEvent(
         type="charger.boot", data={**payload, "registrationStatus": status, "interval": interval}
     )
@@ -279,7 +282,7 @@ def _status_notification(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Out
         status_timestamp=reported,
         updated_at=ctx.stamp,
     )
-    if previous is not None and replace(previous, updated_at=ctx.stamp) == row:
+    if previous is not None and evolve(previous, updated_at=ctx.stamp) == row:
         return Outcome(snapshot=snap, reply={})  # the same notification re-sent
     data: JSON = {
         "connectorId": connector_id,
@@ -292,7 +295,7 @@ def _status_notification(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Out
             data[key] = payload[key]
     if reported is not None:
         data["timestamp"] = reported
-    new = replace(snap, connectors={**snap.connectors, connector_id: row})
+    new = evolve(snap, connectors={**snap.connectors, connector_id: row})
     return Outcome(
         snapshot=new,
         reply={},
@@ -347,7 +350,7 @@ def _start_transaction(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outco
         data["reservationId"] = tx.reservation_id
     if command_id is not None:
         data["commandId"] = command_id
-    new = replace(snap, active={**snap.active, tx.id: tx})
+    new = evolve(snap, active={**snap.active, tx.id: tx})
     return Outcome(
         snapshot=new,
         reply={"transactionId": tx.id, "idTagInfo": info},
@@ -382,8 +385,8 @@ def _meter_values(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outcome:
             if isinstance(register, float)
             else tx.energy_wh
         )
-        updated = replace(tx, last_meter=reading, energy_wh=energy, updated_at=ctx.stamp)
-        snap = replace(snap, active={**snap.active, tx.id: updated})
+        updated = evolve(tx, last_meter=reading, energy_wh=energy, updated_at=ctx.stamp)
+        snap = evolve(snap, active={**snap.active, tx.id: updated})
         data: JSON = {"transactionId": tx.id, "connectorId": connector_id}
         data.update(_reading_fields(reading))
         data["energyWh"] = energy
@@ -456,7 +459,7 @@ def _stop_transaction(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outcom
     started = parse_timestamp(tx.started_at)
     duration = max(0, round((stopped - started).total_seconds())) if started else None
     energy = payload["meterStop"] - tx.meter_start
-    final = replace(
+    final = evolve(
         tx,
         meter_stop=payload["meterStop"],
         stopped_at=stop_stamp,
@@ -483,7 +486,7 @@ def _stop_transaction(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outcom
     if tx.command_id is not None:
         data["commandId"] = tx.command_id
     active = {k: v for k, v in snap.active.items() if k != tx.id}
-    new = replace(_remember(snap, digests), active=active)
+    new = evolve(_remember(snap, digests), active=active)
     return Outcome(
         snapshot=new,
         reply=reply,
@@ -506,18 +509,18 @@ def _data_transfer(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outcome:
 
 
 def _firmware_status(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outcome:
-    state = replace(snap.state, firmware_status=payload["status"])
+    state = evolve(snap.state, firmware_status=payload["status"])
     return Outcome(
-        snapshot=replace(snap, state=state),
+        snapshot=evolve(snap, state=state),
         reply={},
         events=[DomainEvent(type="charger.firmware_status", data={"status": payload["status"]})],
     )
 
 
 def _diagnostics_status(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outcome:
-    state = replace(snap.state, diagnostics_status=payload["status"])
+    state = evolve(snap.state, diagnostics_status=payload["status"])
     return Outcome(
-        snapshot=replace(snap, state=state),
+        snapshot=evolve(snap, state=state),
         reply={},
         events=[DomainEvent(type="charger.diagnostics_status", data={"status": payload["status"]})],
     )
@@ -558,7 +561,7 @@ def match_remote_start(
         kept.append(pending)
     if found is None and len(kept) == len(snap.remote_starts):
         return snap, None
-    return replace(snap, remote_starts=tuple(kept)), found
+    return evolve(snap, remote_starts=tuple(kept)), found
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -624,8 +627,11 @@ def _own_transaction(snap: ChargerSnapshot, lookups: Lookups, tx_id: Any) -> Tra
 
 
 def _digest(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer beyond 64 bits
+        data = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
 def _new_samples(
@@ -664,7 +670,7 @@ def _new_samples(
 def _remember(snap: ChargerSnapshot, digests: list[str]) -> ChargerSnapshot:
     if not digests:
         return snap
-    return replace(snap, recent_digests=(*snap.recent_digests, *digests)[-RECENT_DIGESTS:])
+    return evolve(snap, recent_digests=(*snap.recent_digests, *digests)[-RECENT_DIGESTS:])
 
 
 def _reading_fields(reading: dict[str, float | str]) -> JSON:
@@ -682,7 +688,7 @@ def on_connect(
     snap: ChargerSnapshot, *, now: datetime, remote_address: str | None, security_profile: int
 ) -> Outcome:
     stamp = format_timestamp(now)
-    state = replace(
+    state = evolve(
         snap.state,
         connected=True,
         connected_at=stamp,
@@ -693,7 +699,7 @@ def on_connect(
     if snap.state.registration_status is not None:
         data["registrationStatus"] = snap.state.registration_status
     return Outcome(
-        snapshot=replace(snap, state=state),
+        snapshot=evolve(snap, state=state),
         reply={},
         events=[DomainEvent(type="charger.connected", data=data)],
     )
@@ -706,14 +712,14 @@ def on_disconnect(
     (a newer connection for the same id), restart (left connected by an earlier run),
     shutdown (this server stopping), deleted (the charger was deleted through the API)."""
     stamp = format_timestamp(now)
-    state = replace(snap.state, connected=False, disconnected_at=stamp)
+    state = evolve(snap.state, connected=False, disconnected_at=stamp)
     data: JSON = {"reason": reason}
     if close_code is not None:
         data["closeCode"] = close_code
     if snap.state.connected_at is not None:
         data["connectedAt"] = snap.state.connected_at
     return Outcome(
-        snapshot=replace(snap, state=state),
+        snapshot=evolve(snap, state=state),
         reply={},
         events=[DomainEvent(type="charger.disconnected", data=data)],
     )
