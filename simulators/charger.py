@@ -53,6 +53,7 @@ class EventKind(enum.StrEnum):
     TRANSACTION_STARTED = "transaction_started"  # StartTransaction.conf, with the id
     TRANSACTION_STOPPED = "transaction_stopped"  # StopTransaction.conf
     REBOOTING = "rebooting"
+    ANSWER_LOST = "answer_lost"  # `lose_answer()`: the link dropped as this answer arrived
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +112,8 @@ class Charger:
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._ws: ClientConnection | None = None  # the open socket, if any
         self._in_flight: tuple[str, asyncio.Future[CallResult | CallError]] | None = None
+        self._in_flight_action: str | None = None  # the action of the CALL in flight
+        self._lose: dict[str, int] = {}  # action -> answers still to lose (`lose_answer`)
         self._wake = asyncio.Event()  # something was pushed into the outbox
         self._timers = asyncio.Event()  # a timer-related configuration key changed
         self._online = asyncio.Event()  # cleared by go_offline(): do not reconnect
@@ -255,6 +258,15 @@ class Charger:
 
     def go_online(self) -> None:
         self._online.set()
+
+    def lose_answer(self, action: str, count: int = 1) -> None:
+        """Fault injection: the next `count` answers to our `action` CALLs never arrive.
+
+        The link drops the moment such an answer comes in, before the charger reads it:
+        the CSMS has handled the CALL, the charger cannot know. The message stays at the
+        head of the outbox and is sent again after the reconnect (4.8), as a real charger
+        whose connection died mid-exchange would do. Recorded as `ANSWER_LOST`."""
+        self._lose[action] = self._lose.get(action, 0) + count
 
     @property
     def _accepted_online(self) -> bool:
@@ -430,6 +442,7 @@ class Charger:
         unique_id = f"{self.charger_id}-{next(self._ids)}"
         fut: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
         self._in_flight = (unique_id, fut)
+        self._in_flight_action = action
         text = encode(Call(unique_id=unique_id, action=action, payload=payload))
         try:
             self.log.info("%s > %s", self.charger_id, text)
@@ -438,6 +451,7 @@ class Charger:
             return await asyncio.wait_for(fut, self.call_timeout)
         finally:
             self._in_flight = None
+            self._in_flight_action = None
             self._changed()
 
     async def _read_loop(self, ws: ClientConnection) -> None:
@@ -448,6 +462,18 @@ class Charger:
             if isinstance(frame, Call):
                 await self._answer(ws, frame)
             elif isinstance(frame, CallResult | CallError):
+                action = self._in_flight_action
+                if (
+                    self._in_flight is not None
+                    and self._in_flight[0] == frame.unique_id
+                    and action is not None
+                    and self._lose.get(action, 0) > 0
+                ):
+                    self._lose[action] -= 1
+                    self._emit(EventKind.ANSWER_LOST, action=action, detail=frame.unique_id)
+                    self.log.info("%s: losing the answer to %s", self.charger_id, action)
+                    await ws.close()
+                    return
                 if self._in_flight is not None and self._in_flight[0] == frame.unique_id:
                     if not self._in_flight[1].done():
                         self._in_flight[1].set_result(frame)
