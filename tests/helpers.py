@@ -88,10 +88,16 @@ class ServerProcess:
 
 
 async def start_server_process(
-    workdir: Path, db_path: Path, *, timeout: float = 20.0, **ocpp: Any
+    workdir: Path,
+    db_path: Path,
+    *,
+    timeout: float = 20.0,
+    webhooks: dict[str, Any] | None = None,
+    **ocpp: Any,
 ) -> ServerProcess:
     """Start ``csms serve`` on ``db_path`` with ``port = 0`` and read its URLs from stdout."""
     ocpp_lines = "".join(f"{key} = {_toml(value)}\n" for key, value in ocpp.items())
+    webhook_lines = "".join(f"{key} = {_toml(value)}\n" for key, value in (webhooks or {}).items())
     config = workdir / "csms-serve.toml"
     config.write_text(
         "[ocpp]\n"
@@ -104,6 +110,8 @@ async def start_server_process(
         f'tokens = ["{TEST_TOKEN}"]\n'
         "[storage]\n"
         f'url = "sqlite:///{db_path}"\n'
+        "[webhooks]\n"
+        f"{webhook_lines}"
     )
     log_path = workdir / "csms-serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}
@@ -147,6 +155,8 @@ async def _read_urls(process: asyncio.subprocess.Process) -> tuple[str, str]:
 
 
 def _toml(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
