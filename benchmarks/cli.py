@@ -89,6 +89,7 @@ async def run(args: argparse.Namespace) -> int:
             "section": "meta",
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": sections.machine(),
+            "revision": sections.revision(),
             "pinning": pin,
             "quick": args.quick,
             "runs": args.runs,
@@ -144,6 +145,12 @@ async def run(args: argparse.Namespace) -> int:
             else f"NOT pinned ({pin['why']})"
         )
         + (" (--quick)" if args.quick else "")
+        + f". Commit {meta['revision']['commit']}"
+        + (
+            " with uncommitted changes in " + ", ".join(meta["revision"]["uncommittedServerFiles"])
+            if meta["revision"]["uncommittedServerFiles"]
+            else ""
+        )
         + ".\n\n"
     )
     md = out / f"bench-{stamp}.md"

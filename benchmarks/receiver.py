@@ -132,8 +132,22 @@ class Recorder:
             and c not in self.broken
             and self.last_type.get(c) == "charger.disconnected"
         )
+        incomplete = [
+            {
+                "chargerId": c,
+                "firstSequence": self.first_seq.get(c),
+                "lastSequence": last,
+                "lastType": self.last_type.get(c),
+                "broken": c in self.broken,
+            }
+            for c, last in sorted(self.last_seq.items())
+            if self.first_seq.get(c) != 1
+            or c in self.broken
+            or self.last_type.get(c) != "charger.disconnected"
+        ]
         return {
             "received": self.received,
+            "incomplete": incomplete[:10],
             "posts": self.posts,
             "duplicates": self.duplicates,
             "bad": self.bad,

@@ -80,6 +80,19 @@ QUICK = Scale(
 )
 
 
+@contextlib.contextmanager
+def _workdir() -> Any:
+    """A fresh directory for the server's database and the processes' stderr; kept (and
+    named on stderr) when BENCH_KEEP is set, for looking into a run."""
+    if os.environ.get("BENCH_KEEP"):
+        path = Path(tempfile.mkdtemp(prefix="chb-"))
+        print(f"benchmarks: keeping {path}", file=sys.stderr)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="chb-") as tmp:
+        yield Path(tmp)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -306,8 +319,7 @@ async def measure_ingest(variant: str, chargers: int, scale: Scale) -> dict[str,
         ),
         "counted": "MeterValues CALLRESULTs received inside the window; latency = send to answer",
     }
-    with tempfile.TemporaryDirectory(prefix="chb-") as tmp:
-        workdir = Path(tmp)
+    with _workdir() as workdir:
         async with ProcGroup() as group:
             receiver_port = None
             receiver: Proc | None = None
@@ -378,6 +390,7 @@ def _delivery(stats: dict[str, Any], chargers: int, wall_end: float) -> dict[str
         "outOfOrder": stats["outOfOrder"],
         "gaps": stats["gaps"],
         "chargersComplete": stats["chargersComplete"],
+        "incompleteSample": stats["incomplete"][:5],
         "allDelivered": stats["chargersComplete"] >= chargers
         and stats["gaps"] == 0
         and stats["outOfOrder"] == 0,
@@ -404,8 +417,7 @@ async def measure_latency(scale: Scale) -> dict[str, Any]:
         "counted": "events of MeterValues scheduled inside the window; e2e = meterValue"
         " timestamp (written just before the send) to arrival at the receiver",
     }
-    with tempfile.TemporaryDirectory(prefix="chb-") as tmp:
-        workdir = Path(tmp)
+    with _workdir() as workdir:
         async with ProcGroup() as group:
             server = await start_chargehook(group, workdir)
             assert server.api_port is not None
@@ -469,8 +481,7 @@ async def measure_backlog(scale: Scale) -> dict[str, Any]:
         "counted": "unique events received; rate = events / (last arrival - receiver up);"
         " order = per-charger sequence strictly +1",
     }
-    with tempfile.TemporaryDirectory(prefix="chb-") as tmp:
-        workdir = Path(tmp)
+    with _workdir() as workdir:
         async with ProcGroup() as group:
             server = await start_chargehook(group, workdir, retry_schedule=BACKLOG_RETRY)
             assert server.api_port is not None
@@ -534,8 +545,7 @@ async def measure_connections(scale: Scale) -> dict[str, Any]:
         "counted": "connect time = first connect to last BootNotification answered; RSS of"
         " the server once all are connected and at the end; heartbeats sent vs answered",
     }
-    with tempfile.TemporaryDirectory(prefix="chb-") as tmp:
-        workdir = Path(tmp)
+    with _workdir() as workdir:
         async with ProcGroup() as group:
             server = await start_chargehook(group, workdir, heartbeat_interval=interval)
             idle = sample(server.proc.pid)
@@ -577,6 +587,26 @@ async def measure_connections(scale: Scale) -> dict[str, Any]:
                 errors=res["errors"],
             )
     return record
+
+
+def revision() -> dict[str, Any]:
+    """The commit measured, and whether the working tree had changes (they were measured too)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = [
+        line[3:]
+        for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+        if line[3:].startswith(("csms/", "webhooks/", "storage/"))
+    ]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommittedServerFiles": dirty}
 
 
 def machine() -> dict[str, Any]:
