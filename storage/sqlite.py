@@ -479,7 +479,17 @@ class SqliteStore:
         return [row[0] for row in reversed(rows)]
 
     async def get_id_tag(self, id_tag: str) -> IdTag | None:
+        """The id tag, compared case-insensitively (OCPP 1.6 IdToken is a CiString20Type).
+
+        The exact spelling first, so the common case uses the primary key; then any case
+        (ASCII case folding, as SQLite's NOCASE does), a scan of the table.
+        """
         row = await self._one("SELECT * FROM id_tags WHERE id_tag = ?", (id_tag,))
+        if row is None:
+            row = await self._one(
+                "SELECT * FROM id_tags WHERE id_tag = ? COLLATE NOCASE ORDER BY id_tag LIMIT 1",
+                (id_tag,),
+            )
         return None if row is None else _id_tag(row)
 
     async def list_id_tags(self, *, limit: int, starting_after: str | None = None) -> Page[IdTag]:

@@ -216,7 +216,8 @@ def id_tag_info(record: IdTag | None, id_tag: str, *, mode: str, now: datetime) 
     """The IdTagInfo for ``id_tag`` from the local list (or Accepted under ``accept_all``)."""
     if mode == "accept_all":
         return {"status": "Accepted"}
-    if record is None or record.id_tag != id_tag:
+    # IdToken is a CiString20Type, case insensitive (7.15, 7.28).
+    if record is None or record.id_tag.lower() != id_tag.lower():
         return {"status": "Invalid"}
     info: JSON = {"status": record.status}
     if record.expiry_date:
