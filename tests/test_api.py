@@ -279,6 +279,29 @@ async def test_id_tags_crud_and_authorize(csms, api: Api) -> None:
     assert statuses == ["Invalid", "Accepted", "Blocked", "Expired", "Accepted", "Invalid"]
 
 
+async def test_id_tags_are_case_insensitive(csms, api: Api) -> None:
+    # IdToken is a CiString20Type: "String is case insensitive" (OCPP 1.6, 7.15 and 7.28).
+    await api.post("/api/v1/id-tags", {"idTag": "04A1B2C3D4E5F6", "status": "Accepted"})
+    status, body = await api.request(
+        "POST", "/api/v1/id-tags", json_body={"idTag": "04a1b2c3d4e5f6"}
+    )
+    assert_error(status, body, 409, "conflict")
+    charger = await raw_charger(csms, api, "CP-CASE")
+    try:
+        answer = await charger.call("Authorize", {"idTag": "04a1b2c3d4e5f6"})
+        assert answer[2] == {"idTagInfo": {"status": "Accepted"}}, answer
+        start = {
+            "connectorId": 1,
+            "idTag": "04a1B2c3D4e5F6",
+            "meterStart": 0,
+            "timestamp": "2026-02-06T14:00:00Z",
+        }
+        answer = await charger.call("StartTransaction", start)
+        assert answer[2]["idTagInfo"] == {"status": "Accepted"}, answer
+    finally:
+        await charger.close()
+
+
 @pytest.mark.parametrize(
     "body",
     [

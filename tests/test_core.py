@@ -313,6 +313,13 @@ def test_authorize_against_the_local_list(record: IdTag | None, info: dict[str, 
     assert one_event(outcome, "charger.authorization") == {"idTag": "TAG1", **info}
 
 
+def test_id_tags_compare_case_insensitively() -> None:
+    # IdToken is a CiString20Type: "String is case insensitive" (OCPP 1.6, 7.15 and 7.28).
+    record = tag("Accepted", id_tag="AB12CD34")
+    assert core.id_tag_info(record, "ab12cd34", mode="local", now=NOW) == {"status": "Accepted"}
+    assert core.id_tag_info(record, "AB12CD35", mode="local", now=NOW) == {"status": "Invalid"}
+
+
 def test_authorize_accept_all() -> None:
     settings = CoreSettings(authorization="accept_all")
     unknown = run(snapshot(), "Authorize", {"idTag": "ANY"}, settings=settings)
