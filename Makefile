@@ -20,6 +20,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+demo: install
+	$(BIN)/python -m simulators.demo
+
 bench: install
 	$(BIN)/python -m benchmarks
 
