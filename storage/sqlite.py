@@ -112,7 +112,14 @@ _SQL: dict[type, str] = {
 
 _DELETE_SQL = {
     "chargers": "DELETE FROM chargers WHERE id = ?",
-    "charger_state": "DELETE FROM charger_state WHERE charger_id = ?",
+    # A deleted charger's state is forgotten but for its event counter: registered again under
+    # the same id, it goes on counting, so no (chargerId, sequence) is ever used twice (DESIGN 4).
+    "charger_state": (
+        "UPDATE charger_state SET registration_status = NULL, boot = NULL, booted_at = NULL,"
+        " connected = 0, connected_at = NULL, disconnected_at = NULL, last_seen_at = NULL,"
+        " remote_address = NULL, firmware_status = NULL, diagnostics_status = NULL"
+        " WHERE charger_id = ?"
+    ),
     "connectors": "DELETE FROM connectors WHERE charger_id = ?",
     "id_tags": "DELETE FROM id_tags WHERE id_tag = ?",
     "charger_settings": "DELETE FROM charger_settings WHERE charger_id = ?",
