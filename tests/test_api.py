@@ -208,8 +208,18 @@ async def test_delete_disconnects_a_connected_charger(csms, api: Api) -> None:
     try:
         answer = await again.call("Heartbeat", {})
         assert answer[0] == 4 and answer[2] == "SecurityError", answer
+        assert (await again.call("BootNotification", BOOT))[0] == 3
     finally:
         await again.close()
+    await wait_disconnected(api, "CP-DEL")
+    # The same chargerId goes on counting: a receiver never sees a sequence number twice.
+    events = await events_of(api, "CP-DEL")
+    assert [e["type"] for e in events[3:]] == [
+        "charger.connected",
+        "charger.boot",
+        "charger.disconnected",
+    ]
+    assert [e["sequence"] for e in events] == [1, 2, 3, 4, 5, 6]
 
 
 # -- id tags -------------------------------------------------------------------------------------
