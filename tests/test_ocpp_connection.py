@@ -117,6 +117,12 @@ async def test_unknown_charger_is_registered_when_allowed(csms_factory) -> None:
         await wait_disconnected(api, "CP-FRESH")
         types = [e["type"] for e in await events_of(api, "CP-FRESH")]
         assert types == ["charger.connected", "charger.boot", "charger.disconnected"]
+        # A registered charger still needs its password.
+        await register(api, "CP-KNOWN")
+        url = f"{csms.ocpp_url}/CP-KNOWN"
+        assert await refused_status(url, basic_auth("CP-KNOWN", "not-the-password-42")) == 401
+        assert await refused_status(url) == 401
+        assert await events_of(api, "CP-KNOWN") == []
 
 
 @pytest.mark.parametrize(
