@@ -475,6 +475,8 @@ async def test_event_types_catalog(api: Api) -> None:
         "transaction.updated",
         "transaction.stopped",
         "ocpp.message",
+        "webhook.test",
+        "webhook.disabled",
         "remote_start_transaction.requested",
         "remote_start_transaction.accepted",
         "reset.failed",
