@@ -93,6 +93,17 @@ class MeterSample:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UnknownStop:
+    """A StopTransaction.req for a transaction we do not know, kept as received."""
+
+    charger_id: str
+    transaction_id: int
+    digest: str
+    payload: JSONDict
+    recorded_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IdTag:
     id_tag: str
     status: str  # Accepted | Blocked | Expired | Invalid | ConcurrentTx
@@ -182,6 +193,7 @@ Record = (
     | Meta
     | Command
     | ChargerSetting
+    | UnknownStop
 )
 
 

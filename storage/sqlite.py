@@ -42,6 +42,7 @@ from storage.records import (
     Statement,
     Transaction,
     UnitOfWork,
+    UnknownStop,
 )
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,10 @@ _SQL: dict[type, str] = {
         "INSERT OR REPLACE INTO commands (id, charger_id, action, request, status, deferred,"
         " response, error, created_at, sent_at, completed_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    UnknownStop: (
+        "INSERT INTO unknown_stops (charger_id, transaction_id, digest, payload, recorded_at)"
+        " VALUES (?, ?, ?, ?, ?)"
     ),
     ChargerSetting: (
         "INSERT OR REPLACE INTO charger_settings (charger_id, key, value, updated_at)"
@@ -213,6 +218,9 @@ def _params(record: Record | Delete | Statement) -> tuple[str, tuple[Any, ...]]:
             params = (c.id, c.charger_id, c.action, _dumps(c.request), c.status, int(c.deferred))
             params += (_dumps(c.response), _dumps(c.error), c.created_at, c.sent_at)
             params += (c.completed_at,)
+        case UnknownStop():
+            u = record
+            params = (u.charger_id, u.transaction_id, u.digest, _dumps(u.payload), u.recorded_at)
         case ChargerSetting():
             params = (record.charger_id, record.key, _dumps(record.value), record.updated_at)
         case Event():
@@ -479,11 +487,16 @@ class SqliteStore:
         return [_meter_sample(r) for r in rows]
 
     async def recent_meter_digests(self, charger_id: str, *, limit: int) -> list[str]:
-        rows = await self._all(
+        """Digests of the charger's latest meter values and unknown stops (to drop re-sends)."""
+        meters = await self._all(
             "SELECT digest FROM meter_values WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
             (charger_id, limit),
         )
-        return [row[0] for row in reversed(rows)]
+        stops = await self._all(
+            "SELECT digest FROM unknown_stops WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
+            (charger_id, limit),
+        )
+        return [row[0] for row in reversed(stops)] + [row[0] for row in reversed(meters)]
 
     async def get_id_tag(self, id_tag: str) -> IdTag | None:
         """The id tag, compared case-insensitively (OCPP 1.6 IdToken is a CiString20Type).

@@ -708,8 +708,12 @@ def test_stop_of_an_unknown_transaction_is_answered_and_recorded(tx_id: int) -> 
         "idTag": "TAG1",
         "unknownTransaction": True,
     }
-    # Never guessed onto a connector: the running transaction is untouched.
-    assert outcome.writes == []
+    # Never guessed onto a connector: the running transaction is untouched; the stop itself
+    # is kept as received, with the digest that recognises a re-sent copy after a restart.
+    assert [type(w).__name__ for w in outcome.writes] == ["UnknownStop"]
+    (kept,) = outcome.writes
+    assert kept.transaction_id == tx_id and kept.payload["meterStop"] == 3100
+    assert kept.digest in outcome.snapshot.recent_digests
     assert outcome.snapshot.active == snap.active
     again = run(outcome.snapshot, "StopTransaction", stop_payload(tx_id, idTag="TAG1"))
     assert again.reply == {"idTagInfo": {"status": "Invalid"}}
@@ -723,7 +727,7 @@ def test_stop_of_another_chargers_transaction_is_unknown() -> None:
     theirs = transaction(7, charger_id="CP-2")
     outcome = run(snapshot(), "StopTransaction", stop_payload(), Lookups(transaction=theirs))
     assert one_event(outcome, "transaction.stopped")["unknownTransaction"] is True
-    assert outcome.writes == []
+    assert [type(w).__name__ for w in outcome.writes] == ["UnknownStop"]
 
 
 # -- DataTransfer, firmware and diagnostics status ---------------------------------------------

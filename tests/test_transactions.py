@@ -85,6 +85,7 @@ async def test_resent_messages_after_a_restart(csms_factory) -> None:
         charger = await raw_charger(csms, api, "CP-RS")
         tx_id = (await result(charger, "StartTransaction", START))["transactionId"]
         await result(charger, "MeterValues", meter(1500, 10, tx_id))
+        await result(charger, "StopTransaction", stop(-1))  # unknown: recorded once
         await charger.close()
         await wait_disconnected(api, "CP-RS")
     await csms.close()
@@ -95,6 +96,7 @@ async def test_resent_messages_after_a_restart(csms_factory) -> None:
         try:
             assert (await result(charger, "StartTransaction", START))["transactionId"] == tx_id
             await result(charger, "MeterValues", meter(1500, 10, tx_id))  # re-sent
+            assert await result(charger, "StopTransaction", stop(-1)) == {}  # re-sent
             await result(charger, "MeterValues", meter(1800, 11, tx_id))  # new
             await result(charger, "StopTransaction", stop(tx_id))
             await result(charger, "StopTransaction", stop(tx_id))  # re-sent
@@ -108,7 +110,11 @@ async def test_resent_messages_after_a_restart(csms_factory) -> None:
         assert types(events).count("transaction.started") == 2
         updates = [e["data"]["energyWh"] for e in events if e["type"] == "transaction.updated"]
         assert updates == [500.0, 800.0]
-        assert types(events).count("transaction.stopped") == 1
+        stops = [e["data"] for e in events if e["type"] == "transaction.stopped"]
+        assert [(s["transactionId"], s.get("unknownTransaction", False)) for s in stops] == [
+            (-1, True),
+            (tx_id, False),
+        ]
         assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
         tx = await api.get(f"/api/v1/transactions/{tx_id}")
         assert len(tx["meterValues"]) == 2

@@ -59,6 +59,7 @@ from storage.records import (
     Record,
     Transaction,
     UnitOfWork,
+    UnknownStop,
 )
 
 # StopTransaction.req reason when the charger leaves it out (OCPP 1.6, 6.52).
@@ -451,10 +452,17 @@ def _stop_transaction(snap: ChargerSnapshot, payload: JSON, ctx: _Ctx) -> Outcom
         if digest in snap.recent_digests:
             return Outcome(snapshot=snap, reply=reply)
         data["unknownTransaction"] = True
+        record = UnknownStop(
+            charger_id=snap.charger_id,
+            transaction_id=tx_id,
+            digest=digest,
+            payload=payload,
+            recorded_at=ctx.stamp,
+        )
         return Outcome(
             snapshot=_remember(snap, [*digests, digest]),
             reply=reply,
-            writes=rows,
+            writes=[*rows, record],
             events=[DomainEvent(type="transaction.stopped", data=data)],
         )
     started = parse_timestamp(tx.started_at)
