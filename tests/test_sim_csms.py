@@ -21,6 +21,7 @@ from simulators.charger import Charger, EventKind
 from simulators.scenarios import SCENARIOS, ScenarioOptions
 from simulators.status import ErrorCode
 from tests.conftest import PASSWORD, TEST_TOKEN, Api, register, wait_for
+from tests.test_ocpp_connection import _self_signed
 
 TAG = "SIM-TAG-1"
 WAIT = 5.0  # bound on every wait for the other side
@@ -49,6 +50,14 @@ async def simulator(csms: Any, api: Api, charger_id: str, **kwargs: Any) -> Asyn
     finally:
         await charger.stop()
     await wait_until_disconnected(api, charger_id)
+
+
+@asynccontextmanager
+async def admin(csms: Any) -> AsyncIterator[Api]:
+    """An API client for a CSMS started with `csms_factory` (the `api` fixture is for `csms`)."""
+    headers = {"Authorization": f"Bearer {TEST_TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        yield Api(session, csms.api_url)
 
 
 async def wait_until_disconnected(api: Api, charger_id: str) -> None:
@@ -301,9 +310,7 @@ async def test_faulted_scenario(csms, api: Api) -> None:
 
 async def test_idle_scenario_heartbeats_at_the_csms_interval(csms_factory) -> None:
     csms = await csms_factory(ocpp={"heartbeat_interval": 1})
-    headers = {"Authorization": f"Bearer {TEST_TOKEN}"}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        api = Api(session, csms.api_url)
+    async with admin(csms) as api:
         async with simulator(csms, api, "SIM-IDLE") as ch:
             seen = (await api.get("/api/v1/chargers/SIM-IDLE"))["lastSeenAt"]
             await SCENARIOS["idle"](ch, ScenarioOptions(duration=1.5, wait=WAIT))
@@ -547,3 +554,35 @@ async def test_trigger_message_status_notification(csms, api: Api) -> None:
         assert status["data"]["connectorId"] == 1
         assert status["data"]["status"] == "Available"
         assert status["data"]["previousStatus"] == "Available"
+
+
+# ----- security profiles -------------------------------------------------------------
+
+
+async def test_security_profile_2_over_tls_with_the_ca(csms_factory, tmp_path) -> None:
+    cert, key = _self_signed(tmp_path)
+    csms = await csms_factory(ocpp={"tls_cert": str(cert), "tls_key": str(key)})
+    assert csms.ocpp_url.startswith("wss://")
+    async with admin(csms) as api:
+        await api.post("/api/v1/id-tags", {"idTag": TAG})
+        async with simulator(csms, api, "SIM-TLS", ca=str(cert)) as ch:
+            options = ScenarioOptions(id_tag=TAG, duration=0.3, wait=WAIT)
+            await SCENARIOS["session"](ch, options)
+        items = await events(api, "SIM-TLS")
+    assert_gapless(items)
+    assert items[0]["data"]["securityProfile"] == 2
+    types = [e["type"] for e in items]
+    assert types.count("transaction.started") == types.count("transaction.stopped") == 1
+
+
+async def test_wrong_password_never_gets_in(csms, api: Api) -> None:
+    await register(api, "SIM-BADPW")
+    ch = Charger(csms.ocpp_url, "SIM-BADPW", password="not-the-password-123", reconnect_delay=0.05)
+    await ch.start(wait_boot=False)
+    try:
+        failed = await ch.wait_for(EventKind.CONNECT_FAILED, timeout=WAIT)
+    finally:
+        await ch.stop()
+    assert "401" in (failed.detail or "")
+    assert ch.find(EventKind.CONNECTED) is None and ch.model.registration is None
+    assert await events(api, "SIM-BADPW") == []
