@@ -146,6 +146,11 @@ class OcppServer:
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
+        offered = request.headers.get_all("Sec-WebSocket-Protocol")
+        if offered and not any(value.strip() for value in offered):
+            # An empty offer is no offer: complete the handshake without the header and
+            # close, as for any unsupported offer (OCPP-J 1.6, 3.1.2), rather than a 400.
+            del request.headers["Sec-WebSocket-Protocol"]
         charger_id = charger_id_from_path(request.path)
         if charger_id is None:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "expected /ocpp/{chargerId}\n")

@@ -155,16 +155,18 @@ async def test_url_encoded_identity(csms, api: Api) -> None:
 # -- subprotocol (OCPP-J 1.6, 3.1.2) -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("offered", [["ocpp2.0.1"], []], ids=["other-version", "none"])
+@pytest.mark.parametrize(
+    "offered", [["ocpp2.0.1"], None, []], ids=["other-version", "none", "empty-header"]
+)
 async def test_no_supported_subprotocol_completes_then_closes(
-    csms, api: Api, offered: list[str]
+    csms, api: Api, offered: list[str] | None
 ) -> None:
     await register(api, "CP-PROTO")
-    # No offer at all: no Sec-WebSocket-Protocol header (the client library sends an empty
-    # one for an empty list, which is malformed and answered 400).
+    # None: no Sec-WebSocket-Protocol header at all; []: the client library sends an empty
+    # header, which is taken as no offer rather than answered 400.
     ws = await websockets.connect(
         f"{csms.ocpp_url}/CP-PROTO",
-        subprotocols=offered or None,  # type: ignore[arg-type]
+        subprotocols=offered,  # type: ignore[arg-type]
         additional_headers=basic_auth("CP-PROTO", PASSWORD),
         open_timeout=5,
     )
