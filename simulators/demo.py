@@ -33,7 +33,7 @@ import aiohttp
 from aiohttp import web
 
 from simulators.charger import Charger, EventKind
-from simulators.scenarios import SCENARIOS, ScenarioOptions
+from simulators.scenarios import SCENARIOS, ScenarioError, ScenarioOptions
 
 LOOPBACK = "127.0.0.1"
 CHARGER_ID = "DEMO-CP-1"
@@ -350,8 +350,13 @@ async def run_demo(quick: bool) -> int:
             with contextlib.suppress(TimeoutError):  # what did not come is reported below
                 await receiver.wait_until_sequence(CHARGER_ID, last, timing.deliver)
         return summarize(receiver, last)
-    except DemoError as exc:
+    except (DemoError, ScenarioError, aiohttp.ClientError) as exc:
         say(f"FAILED: {exc}")
+        if csms is not None and csms.process.returncode is not None:
+            say(_tail(csms.log))
+        return 1
+    except TimeoutError:  # a bounded wait inside (the demo's own deadline cancels instead)
+        say("FAILED: timed out waiting for the CSMS or the charger")
         if csms is not None and csms.process.returncode is not None:
             say(_tail(csms.log))
         return 1
@@ -427,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     async def bounded() -> int:
+        # SIGTERM (and Ctrl-C, through asyncio.run) cancel the demo: its clean-up still runs.
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         try:
             async with asyncio.timeout(args.timeout):
                 return await run_demo(args.quick)
@@ -438,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(bounded())
     except KeyboardInterrupt:
         return 130
+    except asyncio.CancelledError:
+        say("stopped")
+        return 143
 
 
 if __name__ == "__main__":
