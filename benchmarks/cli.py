@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -167,6 +168,21 @@ async def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+async def _guarded(args: argparse.Namespace) -> int:
+    """SIGINT, SIGTERM and SIGHUP cancel the run, so that every process it started is killed
+    on the way out (also when started in the background, where SIGINT is ignored)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await run(args)
+    except asyncio.CancelledError:
+        print("benchmarks: interrupted; every process started was stopped", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return asyncio.run(run(args))
+    return asyncio.run(_guarded(args))

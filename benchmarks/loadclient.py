@@ -151,6 +151,7 @@ class Charger:
         "period",
         "phase",
         "run",
+        "setup_done",
         "step",
         "timer",
         "tx_id",
@@ -172,7 +173,21 @@ class Charger:
         self.interval = 10.0
         self.timer: asyncio.TimerHandle | None = None
         self.connect_started = 0.0
+        self.setup_done: asyncio.Future[bool] | None = None  # resolved when set up or lost
         self.finished = False
+
+    def reset(self) -> None:
+        """Before a (re)connection: a fresh session."""
+        self.ws = None
+        self.pending = None
+        self.step = 0
+        self.tx_id = None
+        self.phase = "connecting"
+        self.setup_done = self.run.loop.create_future()
+
+    def _setup_result(self, ok: bool) -> None:
+        if self.setup_done is not None and not self.setup_done.done():
+            self.setup_done.set_result(ok)
 
     # -- wire ------------------------------------------------------------------------------
 
@@ -194,6 +209,11 @@ class Charger:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.phase in ("connecting", "setup"):
+            # lost before it was set up: ``connect_one`` decides whether to try again
+            self.run.errors[f"setup-lost:{reason}"] += 1
+            self._setup_result(False)
+            return
         if self.phase not in ("closing", "done"):
             self.run.errors[f"disconnect:{reason}"] += 1
         self.finish()
@@ -264,6 +284,7 @@ class Charger:
                 run.connect_times.append(run.loop.time() - self.connect_started)
                 self.phase = "loop"
                 run.charger_ready()
+                self._setup_result(True)
                 self.schedule_heartbeat(first=True)
                 return
             self.call("StatusNotification", self.status("Available"))
@@ -288,9 +309,8 @@ class Charger:
             return
         self.phase = "loop"
         run.charger_ready()
-        if run.mode in ("closed", "generate"):
-            self.send_meter()
-        # open mode: ticks start when every charger is ready (Run.open_loop)
+        self._setup_result(True)
+        # the loop starts when every charger is set up (main_async), on an idle server
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -423,23 +443,38 @@ class Charger:
 
 
 async def connect_all(run: Run, chargers: list[Charger], concurrency: int, deadline: float) -> None:
+    """Connect and set up every charger, ``concurrency`` at a time (a slot is held from the TCP
+    connect to the end of the charger's setup); a charger lost before it was set up is tried
+    again, up to 4 times in all."""
     sem = asyncio.Semaphore(concurrency)
     loop = run.loop
 
     async def one(c: Charger) -> None:
-        for attempt in range(3):
-            if loop.time() > deadline:
-                run.errors["connect:deadline"] += 1
-                c.finish()
-                return
+        for attempt in range(4):
+            if loop.time() > deadline or run.stopping:
+                break
             async with sem:
+                c.reset()
+                assert c.setup_done is not None
                 c.connect_started = loop.time()
                 try:
                     await loop.create_connection(lambda c=c: _protocol(run, c), run.host, run.port)
-                    return
                 except OSError as exc:
                     run.errors[f"connect:{type(exc).__name__}"] += 1
+                else:
+                    try:
+                        if await asyncio.wait_for(
+                            asyncio.shield(c.setup_done), max(0.1, deadline - loop.time())
+                        ):
+                            return
+                    except TimeoutError:
+                        run.errors["setup:deadline"] += 1
+                        if c.ws is not None:
+                            c.ws.abort()
+                        break
             await asyncio.sleep(0.2 * (attempt + 1))
+        run.errors["gave-up"] += 1
+        c.phase = "done"
         c.finish()
 
     await asyncio.gather(*(one(c) for c in chargers))
@@ -508,6 +543,9 @@ async def main_async(o: dict[str, Any]) -> dict[str, Any]:
                     c.timer = loop.call_at(first, c.tick, first)
             await asyncio.sleep(max(0.0, run.window_start - loop.time()))
         else:
+            for c in chargers:
+                if c.phase == "loop":
+                    c.send_meter()
             await asyncio.sleep(warmup)
             run.window_start = loop.time()
             run.window_end = run.window_start + duration
@@ -534,6 +572,9 @@ async def main_async(o: dict[str, Any]) -> dict[str, Any]:
         else:
             result["latencyFrom"] = "sent"
     elif run.mode == "generate":
+        for c in chargers:
+            if c.phase == "loop":
+                c.send_meter()
         emit({"mark": "start", "wall": time.time()})
         t0 = loop.time()
         cap = min(float(o.get("maxTime", 300.0)), MAX_TIME)
