@@ -87,6 +87,12 @@ class ChargerHub:
             runtime = self._runtimes[charger_id] = ChargerRuntime(charger_id)
         return runtime
 
+    def live_snapshot(self, charger_id: str) -> ChargerSnapshot | None:
+        """The in-memory snapshot, if loaded: fresher than the store for the sequence and
+        the last sign of life, which are written only with other changes."""
+        runtime = self._runtimes.get(charger_id)
+        return runtime.snapshot if runtime else None
+
     def connection_of(self, charger_id: str) -> Connection | None:
         runtime = self._runtimes.get(charger_id)
         return runtime.connection if runtime else None
@@ -105,10 +111,14 @@ class ChargerHub:
             connectors = await self.store.get_connectors(charger_id)
             active = await self.store.active_transactions(charger_id)
             digests = await self.store.recent_meter_digests(charger_id, limit=RECENT_DIGESTS)
+            # Events carry their sequence; the state row's copy may lag behind them.
+            last_event = await self.store.max_sequence(charger_id)
             snapshot = evolve(
                 snapshot,
                 settings=await self.store.charger_settings(charger_id),
                 state=state,
+                sequence=max(state.last_sequence, last_event),
+                last_seen_at=state.last_seen_at,
                 connectors={c.connector_id: c for c in connectors},
                 active={t.id: t for t in active},
                 recent_digests=tuple(digests),

@@ -412,6 +412,12 @@ class SqliteStore:
         )
         return {row["charger_id"]: _charger_state(row) for row in rows}
 
+    async def max_sequence(self, charger_id: str) -> int:
+        row = await self._one(
+            "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE charger_id = ?", (charger_id,)
+        )
+        return int(row[0]) if row else 0
+
     async def connected_charger_ids(self) -> list[str]:
         rows = await self._all("SELECT charger_id FROM charger_state WHERE connected = 1")
         return [row[0] for row in rows]

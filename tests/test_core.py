@@ -193,7 +193,7 @@ def test_boot_answers_with_the_registration_policy(
     assert state.registration_status == policy
     assert state.boot == BOOT
     assert state.booted_at == STAMP
-    assert state.last_seen_at == STAMP
+    assert outcome.snapshot.last_seen_at == STAMP
 
 
 def test_boot_interval_follows_the_settings() -> None:
@@ -272,7 +272,7 @@ def test_heartbeat_gives_the_time_and_marks_the_charger_seen() -> None:
     outcome = run(snapshot(), "Heartbeat", {}, now=later)
     assert outcome.reply == {"currentTime": "2026-02-06T14:30:01.234Z"}
     assert outcome.events == []
-    assert outcome.snapshot.state.last_seen_at == "2026-02-06T14:30:01.234Z"
+    assert outcome.snapshot.last_seen_at == "2026-02-06T14:30:01.234Z"
 
 
 # -- Authorize (OCPP 1.6, 4.1 and 7.15) --------------------------------------------------------
@@ -879,37 +879,41 @@ def test_sequence_is_gapless_across_outcomes() -> None:
     assert [e.sequence for e in sealed] == list(range(1, 9))
     assert [e.id for e in sealed] == [f"evt_{n:04d}" for n in range(1, 9)]
     assert all(e.charger_id == "CP-1" for e in sealed)
-    assert snap.state.last_sequence == 8
+    assert snap.sequence == 8
 
 
-def test_finish_writes_the_state_with_its_events_and_nothing_for_a_rejection() -> None:
+def test_finish_writes_the_state_only_when_it_changed_and_nothing_for_a_rejection() -> None:
     ids = CountingIds()
-    snap = replace(snapshot(), state=replace(snapshot().state, last_sequence=41))
+    snap = replace(snapshot(), sequence=41)
     outcome = run(snap, "StatusNotification", status_payload())
     after, unit = core.finish(snap, outcome, stamp=STAMP, ids=ids)
-    kinds = [type(w) for w in unit.writes]
-    assert kinds == [Connector, ChargerState, Event]
-    assert unit.events[0].sequence == 42 and after.state.last_sequence == 42
-    assert unit.writes[1] == after.state
+    assert [type(w) for w in unit.writes] == [Connector, Event]
+    assert unit.events[0].sequence == 42 and after.sequence == 42
+    # A boot changes the state: its row is written, carrying the sequence and last seen.
+    booted = run(snap, "BootNotification", BOOT)
+    after, unit = core.finish(snap, booted, stamp=STAMP, ids=ids)
+    assert [type(w) for w in unit.writes] == [ChargerState, Event]
+    assert unit.writes[0] == core.persisted_state(after)
+    assert unit.writes[0].last_sequence == 42 and unit.writes[0].last_seen_at == STAMP
     # A rejected CALL changes nothing at all, not even last_seen_at.
     bad = run(snap, "Bogus", {})
     same, empty = core.finish(snap, bad, stamp=STAMP, ids=ids)
     assert same == snap and not empty
-    # A Heartbeat writes the state (last seen) and no event.
+    # A Heartbeat changes only the last sign of life, kept in the snapshot: nothing to write.
     beat = run(snap, "Heartbeat", {})
-    _, unit = core.finish(snap, beat, stamp=STAMP, ids=ids)
-    assert [type(w) for w in unit.writes] == [ChargerState]
+    after, unit = core.finish(snap, beat, stamp=STAMP, ids=ids)
+    assert not unit and after.last_seen_at == STAMP
 
 
 def test_seal_numbers_events_from_the_last_sequence() -> None:
-    snap = replace(snapshot(), state=replace(snapshot().state, last_sequence=5))
+    snap = replace(snapshot(), sequence=5)
     events = [DomainEvent(type="a.b", data={"n": 1}), DomainEvent(type="c.d", data={})]
     after, sealed = core.seal(snap, events, stamp=STAMP, ids=CountingIds())
     assert [(e.id, e.type, e.sequence, e.timestamp, e.data) for e in sealed] == [
         ("evt_0001", "a.b", 6, STAMP, {"n": 1}),
         ("evt_0002", "c.d", 7, STAMP, {}),
     ]
-    assert after.state.last_sequence == 7
+    assert after.sequence == 7
     unchanged, none = core.seal(snap, [], stamp=STAMP, ids=CountingIds())
     assert unchanged is snap and none == []
 

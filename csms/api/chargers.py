@@ -21,6 +21,7 @@ from csms.api.common import (
 )
 from csms.api.keys import FORGET_PASSWORD, HUB, STORE
 from csms.passwords import hash_password, key_problem
+from csms.protocol.core import persisted_state
 from csms.protocol.state import RegistrationStatus
 from csms.protocol.timefmt import format_timestamp
 from csms.server import MAX_ID_LENGTH
@@ -80,13 +81,22 @@ async def _view(request: web.Request, charger_id: str) -> dict[str, Any]:
     registration = await store.get_registration(charger_id)
     if registration is None:
         raise not_found(f"charger {charger_id}")
-    state = await store.get_charger_state(charger_id)
+    state = _fresh(request, charger_id, await store.get_charger_state(charger_id))
     return charger_view(
         registration,
         state,
         await store.get_connectors(charger_id),
         await store.charger_settings(charger_id),
     )
+
+
+def _fresh(
+    request: web.Request, charger_id: str, stored: ChargerState | None
+) -> ChargerState | None:
+    """The stored state, or the live one where the charger's snapshot is in memory (its
+    sequence and last sign of life are stored only along with other changes)."""
+    live = request.app[HUB].live_snapshot(charger_id)
+    return stored if live is None else persisted_state(live)
 
 
 def _policy(body: dict[str, Any]) -> str | None:
@@ -151,7 +161,12 @@ async def list_chargers(request: web.Request) -> web.Response:
     settings = {charger_id: await store.charger_settings(charger_id) for charger_id in ids}
     return page(
         (
-            charger_view(r, states.get(r.id), connectors.get(r.id, []), settings[r.id])
+            charger_view(
+                r,
+                _fresh(request, r.id, states.get(r.id)),
+                connectors.get(r.id, []),
+                settings[r.id],
+            )
             for r in result.items
         ),
         result.has_more,

@@ -52,6 +52,7 @@ from csms.protocol.state import (
 )
 from csms.protocol.timefmt import format_timestamp, parse_timestamp
 from storage.records import (
+    ChargerState,
     Connector,
     Event,
     IdTag,
@@ -168,7 +169,7 @@ def handle(
         )
     ctx = _Ctx(now=now, stamp=format_timestamp(now), ids=ids, settings=settings, lookups=lookups)
     # Every message is a sign of life (Heartbeat, 4.6: "any message" may stand in for it).
-    seen = evolve(snapshot, state=evolve(snapshot.state, last_seen_at=ctx.stamp))
+    seen = evolve(snapshot, last_seen_at=ctx.stamp)
     if call.action in snapshot.triggered:
         seen = evolve(seen, triggered=snapshot.triggered - {call.action})
     return _HANDLERS[call.action](seen, call.payload, ctx)
@@ -180,18 +181,24 @@ def finish(
     """The snapshot after the outcome, and the unit of work that makes it durable."""
     snapshot, events = seal(outcome.snapshot, outcome.events, stamp=stamp, ids=ids)
     unit = UnitOfWork().put(*outcome.writes)
-    if snapshot.state != before.state:
-        # Carries last_seen_at and the event sequence, so it commits with the events.
-        unit.put(snapshot.state)
+    if snapshot.state is not before.state:
+        unit.put(persisted_state(snapshot))
     unit.put(*events)
     return snapshot, unit
+
+
+def persisted_state(snapshot: ChargerSnapshot) -> ChargerState:
+    """The state row as stored: with the snapshot's sequence and last sign of life."""
+    return evolve(
+        snapshot.state, last_sequence=snapshot.sequence, last_seen_at=snapshot.last_seen_at
+    )
 
 
 def seal(
     snapshot: ChargerSnapshot, events: list[DomainEvent], *, stamp: str, ids: Ids
 ) -> tuple[ChargerSnapshot, list[Event]]:
     """Give each event its id and the charger's next gapless sequence numbers (DESIGN 4)."""
-    sequence = snapshot.state.last_sequence
+    sequence = snapshot.sequence
     sealed = []
     for event in events:
         sequence += 1
@@ -205,9 +212,9 @@ def seal(
                 data=event.data,
             )
         )
-    if sequence == snapshot.state.last_sequence:
+    if sequence == snapshot.sequence:
         return snapshot, sealed
-    return evolve(snapshot, state=evolve(snapshot.state, last_sequence=sequence)), sealed
+    return evolve(snapshot, sequence=sequence), sealed
 
 
 # -- authorization (OCPP 1.6, 3.5 and 7.15 IdTagInfo) -------------------------------------
@@ -701,14 +708,13 @@ def on_connect(
         snap.state,
         connected=True,
         connected_at=stamp,
-        last_seen_at=stamp,
         remote_address=remote_address,
     )
     data: JSON = {"securityProfile": security_profile, "remoteAddress": remote_address}
     if snap.state.registration_status is not None:
         data["registrationStatus"] = snap.state.registration_status
     return Outcome(
-        snapshot=evolve(snap, state=state),
+        snapshot=evolve(snap, state=state, last_seen_at=stamp),
         reply={},
         events=[DomainEvent(type="charger.connected", data=data)],
     )

@@ -49,6 +49,11 @@ class ChargerSnapshot:
     charger_id: str
     registration: ChargerRegistration | None  # None: registered on the fly (allow_unknown)
     state: ChargerState
+    # The last event sequence and sign of life: kept here, not in ``state``, so that a message
+    # which changes nothing else writes no state row (the events carry their sequence; the
+    # row is brought up to date whenever it is written for another reason).
+    sequence: int = 0
+    last_seen_at: str | None = None
     connectors: dict[int, Connector] = field(default_factory=dict)
     active: dict[int, Transaction] = field(default_factory=dict)  # by transaction id
     recent_digests: tuple[str, ...] = ()  # meter values and stops already recorded
