@@ -76,6 +76,7 @@ class Engine:
         self.journal = Journal(store)
         self.lock = asyncio.Lock()  # held while allocating delivery ids and writing their rows
         self._fanout_pos = 0  # events up to here have their delivery rows
+        self._active_count = 0  # active endpoints; none: the fan-out has nothing to do
         self._last_delivery_id = 0
         self._system_sequence = 0  # sequence of events of no charger
         self._bodies: dict[int, tuple[str, str, bytes]] = {}  # pos -> (id, type, body)
@@ -121,7 +122,12 @@ class Engine:
             )
             for row in pending
         )
-        self._fanout_wake.set()  # catch up with events committed while we were down
+        if self._any_active():
+            self._fanout_wake.set()  # catch up with events committed while we were down
+        else:
+            # Nobody to deliver to: events so far concern no endpoint (a new endpoint starts
+            # after the log's end anyway), so the fan-out need not read through them.
+            self._fanout_pos = max(self._fanout_pos, await tables.max_event_pos(self.store))
         self._tasks = [
             asyncio.create_task(self._fanout_loop(), name="webhook-fanout"),
             asyncio.create_task(self._dispatch_loop(), name="webhook-dispatch"),
@@ -137,8 +143,15 @@ class Engine:
         await self.journal.close()
 
     def notify(self, events: Sequence[Event]) -> None:
-        """The store's commit listener: new events exist."""
-        self._fanout_wake.set()
+        """The store's commit listener: new events exist. With no active endpoint there is
+        nothing to fan out to (inactive ones get no new deliveries; replay fills gaps), so the
+        log is not read at all: storing events then costs nothing here."""
+        if self._active_count:
+            self._fanout_wake.set()
+
+    def _any_active(self) -> bool:
+        self._active_count = sum(1 for e in self.endpoints.values() if e.active)
+        return self._active_count > 0
 
     def wake(self) -> None:
         self._dispatch_wake.set()
@@ -146,8 +159,14 @@ class Engine:
     # -- endpoints -----------------------------------------------------------------------
 
     def put_endpoint(self, endpoint: Endpoint) -> None:
+        had_active = self._active_count > 0
         self.endpoints[endpoint.id] = endpoint
         self.version += 1
+        if self._any_active() and not had_active:
+            # The fan-out idled while no endpoint was active; this one wants only what
+            # comes after its start (from_pos), so the cursor can skip to there.
+            self._fanout_pos = max(self._fanout_pos, endpoint.from_pos)
+            self._fanout_wake.set()
         self.scheduler.set_endpoint(
             endpoint.id,
             active=endpoint.active,
@@ -159,6 +178,7 @@ class Engine:
     def remove_endpoint(self, endpoint_id: str) -> None:
         self.endpoints.pop(endpoint_id, None)
         self.version += 1
+        self._any_active()
         self.scheduler.remove_endpoint(endpoint_id)
 
     # -- queueing ------------------------------------------------------------------------
