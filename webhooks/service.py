@@ -214,6 +214,10 @@ class WebhookService:
                 changes["status"] = status
                 changes["disabled_reason"] = None
                 changes["failing_since"] = None  # re-enabled: the failure clock starts over
+                if status is EndpointStatus.ACTIVE:
+                    # What came while it was off is not queued (replay fills that gap):
+                    # its fan-out starts again from the log's end.
+                    changes["from_pos"] = await tables.max_event_pos(self.store)
         current = self.get_endpoint(endpoint_id)  # the awaits above may have raced
         updated = dataclasses.replace(current, **changes, updated_at=iso_utc(self._clock()))
         await self._save(updated)
