@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from csms.api.common import bad_request, not_found, ok, page, pagination
 from csms.api.keys import EVENT_TYPES, STORE
 from csms.protocol.timefmt import format_timestamp, parse_timestamp
-from storage.records import Event, EventFilter
+from storage.records import EventFilter
+from webhooks.envelope import envelope
 
 routes = web.RouteTableDef()
-
-
-def envelope(event: Event) -> dict[str, Any]:
-    """The event as receivers get it (DESIGN 4)."""
-    return {
-        "id": event.id,
-        "type": event.type,
-        "timestamp": event.timestamp,
-        "chargerId": event.charger_id,
-        "sequence": event.sequence,
-        "data": event.data,
-    }
 
 
 def _time(request: web.Request, name: str) -> str | None:
