@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     p.add_argument("--runs", type=int, default=3, help="runs of each measurement (median)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="directory for the JSON and table")
+    p.add_argument("--report", metavar="JSONL", help="only print the table of an earlier run")
     p.add_argument(
         "--variants", default=",".join(VARIANTS), help="ingest variants (comma-separated)"
     )
@@ -41,6 +42,29 @@ def emit(record: dict[str, Any], sink: Any) -> None:
     print(line, flush=True)
     sink.write(line + "\n")
     sink.flush()
+
+
+def header(meta: dict[str, Any]) -> str:
+    pin = meta["pinning"]
+    return (
+        f"## chargehook benchmarks, {meta['date']}\n\n"
+        f"Machine: {meta['machine']['nproc']} CPUs, {meta['machine']['cpu']}, Python"
+        f" {meta['machine']['python']}; "
+        + (
+            f"server pinned to CPU {pin['serverCpu']},"
+            f" load client and receiver to CPU {pin['loadCpu']}"
+            if pin["pinned"]
+            else f"NOT pinned ({pin['why']})"
+        )
+        + (" (--quick)" if meta["quick"] else "")
+        + f". Commit {meta['revision']['commit']}"
+        + (
+            " with uncommitted changes in " + ", ".join(meta["revision"]["uncommittedServerFiles"])
+            if meta["revision"]["uncommittedServerFiles"]
+            else ""
+        )
+        + ".\n\n"
+    )
 
 
 async def _one(name: str, coro: Any, base: dict[str, Any]) -> dict[str, Any]:
@@ -132,37 +156,21 @@ async def run(args: argparse.Namespace) -> int:
                 record = await _one(name, make(), base)
                 record["run"] = r
                 record["pinning"] = pin
+                # other people may change the server's files while a long run goes on
+                record["revision"] = sections.revision()
                 records.append(record)
                 emit(record, sink)
     text = report.table([meta, *records])
-    header = (
-        f"## chargehook benchmarks, {meta['date']}\n\n"
-        f"Machine: {meta['machine']['nproc']} CPUs, {meta['machine']['cpu']}, Python"
-        f" {meta['machine']['python']}; "
-        + (
-            f"server pinned to CPU {pin['serverCpu']},"
-            f" load client and receiver to CPU {pin['loadCpu']}"
-            if pin["pinned"]
-            else f"NOT pinned ({pin['why']})"
-        )
-        + (" (--quick)" if args.quick else "")
-        + f". Commit {meta['revision']['commit']}"
-        + (
-            " with uncommitted changes in " + ", ".join(meta["revision"]["uncommittedServerFiles"])
-            if meta["revision"]["uncommittedServerFiles"]
-            else ""
-        )
-        + ".\n\n"
-    )
+    head = header(meta)
     md = out / f"bench-{stamp}.md"
-    md.write_text(header + text)
+    md.write_text(head + text)
     for src, name in ((jsonl, "latest.jsonl"), (md, "latest.md")):
         target = out / name
         with contextlib.suppress(OSError):
             target.unlink()
         target.write_text(src.read_text())
     print()
-    print(header + text, end="")
+    print(head + text, end="")
     print(f"\nwritten: {jsonl} and {md}", file=sys.stderr)
     failed = any("error" in r for r in records)
     return 1 if failed else 0
@@ -183,6 +191,18 @@ async def _guarded(args: argparse.Namespace) -> int:
         return 130
 
 
+def render(path: str) -> int:
+    """The Markdown table of an earlier run's JSON lines."""
+    records = [json.loads(x) for x in Path(path).read_text().splitlines() if x.startswith("{")]
+    meta = next((r for r in records if r.get("section") == "meta"), None)
+    if meta is not None:
+        print(header(meta), end="")
+    print(report.table(records), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.report:
+        return render(args.report)
     return asyncio.run(_guarded(args))

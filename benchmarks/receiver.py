@@ -41,6 +41,7 @@ class Recorder:
         self.last_seq: dict[str, int] = {}
         self.first_seq: dict[str, int] = {}
         self.last_type: dict[str, str] = {}
+        self.per_charger: dict[str, int] = {}  # unique events with a sequence
         self.out_of_order = 0
         self.gaps = 0
         self.broken: set[str] = set()  # chargers with a gap or an event out of order
@@ -75,6 +76,7 @@ class Recorder:
         charger = event.get("chargerId")
         seq = event.get("sequence")
         if charger is not None and isinstance(seq, int):
+            self.per_charger[charger] = self.per_charger.get(charger, 0) + 1
             last = self.last_seq.get(charger)
             if last is None:
                 self.first_seq[charger] = seq
@@ -145,8 +147,16 @@ class Recorder:
             or c in self.broken
             or self.last_type.get(c) != "charger.disconnected"
         ]
+        # a stream that ends with charger.disconnected had that many events: the ones missing
+        # are the events lost (given up by the sender, never posted)
+        ended = [c for c in self.last_seq if self.last_type.get(c) == "charger.disconnected"]
+        expected = sum(self.last_seq[c] for c in ended)
+        got = sum(self.per_charger.get(c, 0) for c in ended)
         return {
             "received": self.received,
+            "expectedOfEndedStreams": expected,
+            "missing": expected - got,
+            "incompleteCount": len(incomplete),
             "incomplete": incomplete[:10],
             "posts": self.posts,
             "duplicates": self.duplicates,

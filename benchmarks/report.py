@@ -154,20 +154,22 @@ def table(records: list[Record]) -> str:
     out.append("")
     out.append(
         "| N | events | drain s | events/s (from receiver up) | events/s (from first arrival)"
-        " | order kept | all delivered | server CPU % |"
+        " | order kept | streams incomplete | all delivered | server CPU % | receiver CPU % |"
     )
-    out.append("| ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |")
+    out.append("| ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |")
     for key in sorted(k for k in groups if k[0] == "backlog"):
         rs = _ok(groups[key])
         if not rs:
-            out.append(f"| {key[2]} | (no result: see notes) |" + " |" * 6)
+            out.append(f"| {key[2]} | (no result: see notes) |" + " |" * 8)
             continue
         out.append(
             f"| {key[2]} | {_fmt(median(rs, 'events'), 0)} | {_fmt(median(rs, 'drainS'))}"
             f" | {_fmt(median(rs, 'eventsPerSecond'), 0)}"
             f" | {_fmt(median(rs, 'eventsPerSecondFromFirst'), 0)}"
-            f" | {_fmt(median(rs, 'orderKept'))} | {_fmt(median(rs, 'delivery.allDelivered'))}"
-            f" | {_fmt(median(rs, 'server.cpuPct'))} |"
+            f" | {_fmt(all(_get(r, 'delivery.outOfOrder') == 0 for r in rs))}"
+            f" | {', '.join(str(key[2] - (_get(r, 'delivery.chargersComplete') or 0)) for r in rs)}"
+            f" | {_fmt(median(rs, 'delivery.allDelivered'))}"
+            f" | {_fmt(median(rs, 'server.cpuPct'))} | {_fmt(median(rs, 'receiver.cpuPct'))} |"
         )
     out.append("")
 
