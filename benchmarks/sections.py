@@ -544,7 +544,7 @@ async def measure_connections(scale: Scale) -> dict[str, Any]:
         "chargers": n,
         "durationS": hold,
         "workload": (
-            f"{n} chargers connect (200 handshakes in flight) and send BootNotification;"
+            f"{n} chargers connect and send BootNotification (200 at a time);"
             f" then Heartbeat every {interval} s ([ocpp] heartbeat_interval) for {hold:g} s"
         ),
         "counted": "connect time = first connect to last BootNotification answered; RSS of"
