@@ -245,3 +245,35 @@ async def test_a_paused_endpoint_gets_what_came_meanwhile_only_by_replay(tmp_pat
         assert queued == 2  # #2 and #3; #1 and #4 were delivered already
         await rec.wait_for(lambda: len(rec.delivered()) == 4)
         assert [e["sequence"] for e in rec.delivered()] == [1, 4, 2, 3]
+
+
+async def test_a_backlog_larger_than_the_body_cache_loses_nothing(tmp_path, monkeypatch):
+    """Bodies read back from the store for a batch must not be evicted by the batch itself
+    (that once marked such events failed, unsent)."""
+    import dataclasses
+
+    from webhooks import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "BODY_CACHE", 3)
+    config = dataclasses.replace(FAST, retry_schedule=(0.05,) * 100)
+    healthy = False
+
+    async def outage(envelope, nth):
+        return (200, {}) if healthy else (503, {})
+
+    async with (
+        receiver(outage) as rec,
+        webhook_service(str(tmp_path / "db"), config) as (store, service),
+    ):
+        await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        source = EventSource(store)
+        chargers = [f"CP-{n}" for n in range(6)]
+        for _ in range(8):
+            for charger in chargers:
+                await source.emit(charger)
+        await rec.wait_for(lambda: len(rec.requests) >= 6)  # every stream has failed once
+        healthy = True
+        await rec.wait_for(lambda: len(rec.delivered()) == 48, timeout=20)
+        for charger in chargers:
+            got = [e["sequence"] for e in rec.delivered() if e["chargerId"] == charger]
+            assert got == list(range(1, 9))

@@ -299,11 +299,12 @@ class Engine:
         self.wake()
         return len(events) == FANOUT_BATCH
 
-    def _cache_body(self, event: Event) -> None:
+    def _cache_body(self, event: Event) -> tuple[str, str, bytes]:
         assert event.pos is not None
-        self._bodies[event.pos] = (event.id, event.type, envelope_body(event))
+        entry = self._bodies[event.pos] = (event.id, event.type, envelope_body(event))
         if len(self._bodies) > BODY_CACHE:
             del self._bodies[next(iter(self._bodies))]
+        return entry
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -326,21 +327,33 @@ class Engine:
         task.add_done_callback(self._posts.discard)
 
     async def _bodies_for(self, batch: Sequence[Dispatch]) -> dict[int, tuple[str, str, bytes]]:
-        """event pos -> (event id, type, body), from the cache or the store."""
-        missing = [d.event_pos for d in batch if d.event_pos not in self._bodies]
-        loaded = {e.pos: e for e in await tables.events_at(self.store, missing)}
-        for event in loaded.values():
-            self._cache_body(event)
-        return {
-            d.event_pos: self._bodies[d.event_pos] for d in batch if d.event_pos in self._bodies
-        }
+        """event pos -> (event id, type, body), from the cache or the store. The answer is
+        built as it is read: caching what the store gave may evict other entries of this
+        very batch, which must not then look like events gone from the store."""
+        found: dict[int, tuple[str, str, bytes]] = {}
+        missing: list[int] = []
+        for d in batch:
+            cached = self._bodies.get(d.event_pos)
+            if cached is None:
+                missing.append(d.event_pos)
+            else:
+                found[d.event_pos] = cached
+        if missing:
+            for event in await tables.events_at(self.store, missing):
+                assert event.pos is not None
+                found[event.pos] = self._cache_body(event)
+        return found
 
     async def _run_batch(self, batch: list[Dispatch]) -> None:
         try:
             bodies = await self._bodies_for(batch)
         except Exception:
+            # The store could not be read: nothing was sent, so count a failed attempt and
+            # retry on schedule; only an event really gone from the store is given up.
             log.exception("could not read events to deliver")
-            bodies = {}
+            for d in batch:
+                self._finish(d, AttemptResult(status_code=None, latency_ms=0, error="not read"))
+            return
         now = self.clock()
         writes: list[Write] = []
         ready: list[tuple[Dispatch, Endpoint, str, bytes]] = []
