@@ -316,8 +316,9 @@ class SqliteStore:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((unit, future))
         self._wakeup.set()
-        # Shielded: a cancelled caller must not cancel a write other callers share.
-        await asyncio.shield(future)
+        # Each unit has its own future: a caller cancelled here cancels only that future; its
+        # unit is still written with the batch (the committer skips futures already done).
+        await future
 
     async def _run_committer(self) -> None:
         while True:

@@ -175,8 +175,12 @@ def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
 
 
 def encode_call_result(unique_id: str, payload: dict[str, Any]) -> str:
-    """Encode a CALLRESULT (OCPP-J 1.6, 4.2.2)."""
-    return dumps([MessageTypeId.CALLRESULT.value, unique_id, payload])
+    """Encode a CALLRESULT (OCPP-J 1.6, 4.2.2). Our answers to chargers hold no floats (so
+    no NaN to refuse): orjson, on the hot path."""
+    try:
+        return orjson.dumps([MessageTypeId.CALLRESULT.value, unique_id, payload]).decode()
+    except TypeError:  # an integer beyond 64 bits
+        return dumps([MessageTypeId.CALLRESULT.value, unique_id, payload])
 
 
 def encode_call_error(

@@ -27,8 +27,16 @@ def parse_timestamp(text: str) -> datetime | None:
         return None
 
 
+_last: tuple[datetime, str] | None = None  # the same instant is formatted several times a call
+
+
 def format_timestamp(dt: datetime) -> str:
     """``2026-02-06T14:30:00.000Z``: UTC with milliseconds; a naive ``dt`` is taken as UTC."""
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC)
-    return dt.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    global _last
+    last = _last
+    if last is not None and last[0] is dt:
+        return last[1]
+    utc = dt.astimezone(UTC) if dt.tzinfo is not None else dt
+    text = utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    _last = (dt, text)
+    return text
