@@ -29,7 +29,8 @@ from csms.protocol.state import CoreSettings
 from csms.server import OcppServer
 from storage.records import Meta, UnitOfWork
 from storage.sqlite import SqliteStore
-from webhooks import Catalog, DeliveryConfig, WebhookService
+from webhooks import Catalog, DeliveryConfig
+from webhooks.threaded import ThreadedWebhookService
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Csms:
         self.store: SqliteStore
         self.hub: ChargerHub
         self.dispatcher: CommandDispatcher
-        self.webhooks: WebhookService
+        self.webhooks: ThreadedWebhookService
         self.ocpp: OcppServer
         self._site: web.TCPSite
 
@@ -73,8 +74,8 @@ class Csms:
         ids = IdSource(await store.max_transaction_id())
         self.hub = hub = ChargerHub(store, ids, core_settings)
         catalog = build_catalog()
-        self.webhooks = webhooks = await WebhookService.start(
-            store, delivery_config(settings.webhooks), catalog
+        self.webhooks = webhooks = await ThreadedWebhookService.start(
+            settings.storage.sqlite_path, delivery_config(settings.webhooks), catalog
         )
         stack.push_async_callback(webhooks.close)
         store.add_commit_listener(webhooks.notify)

@@ -134,7 +134,7 @@ class WebhookService:
         if known is None:
             known = self._wants[event_type] = any(
                 e.active and selects(e.enabled_events, event_type)
-                for e in self.engine.endpoints.values()
+                for e in tuple(self.engine.endpoints.values())  # one atomic copy
             )
         return known
 

@@ -1,0 +1,131 @@
+"""The webhook service on an event loop of its own, in a thread of the same process.
+
+Why: on the loop that also serves the chargers, every await on the delivery path (record the
+attempt, post, record the result) waits for a full turn of that loop, which under load is
+the time to handle one message of every busy charger (~300 ms with 1,000 of them). Delivery
+then falls seconds behind ingest. On its own loop, its awaits wait only for its own work;
+the two loops share the CPU through the GIL. The delivery engine keeps its own store
+connections to the same SQLite file (WAL: readers never block, writers take turns).
+
+``ThreadedWebhookService`` offers what the CSMS and the admin API use of ``WebhookService``:
+coroutines run on the service's loop and are awaited from the caller's; the few plain reads
+(``wants``, ``get_endpoint``, ``list_endpoints``) read the service's state directly, which
+holds under the GIL (whole-dict copies, no iteration over live views).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from storage.records import Event
+from storage.sqlite import SqliteStore
+from webhooks.catalog import Catalog
+from webhooks.config import DeliveryConfig
+from webhooks.endpoints import Endpoint
+from webhooks.service import WebhookService
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class ThreadedWebhookService:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        thread: threading.Thread,
+        store: SqliteStore,
+        service: WebhookService,
+    ) -> None:
+        self._loop = loop  # the service's own loop, run by ``thread``
+        self._thread = thread
+        self._store = store  # the service's own connections to the database
+        self.service = service
+        self.catalog = service.catalog
+        self._closed = False
+
+    @classmethod
+    async def start(
+        cls, store_path: str, config: DeliveryConfig, catalog: Catalog
+    ) -> ThreadedWebhookService:
+        loop = _new_loop()
+        thread = threading.Thread(target=loop.run_forever, name="webhooks", daemon=True)
+        thread.start()
+
+        async def open_service() -> tuple[SqliteStore, WebhookService]:
+            store = await SqliteStore.open(store_path)
+            try:
+                return store, await WebhookService.start(store, config, catalog)
+            except BaseException:
+                await store.close()
+                raise
+
+        try:
+            store, service = await _await_in(loop, open_service())
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(thread.join, 10)
+            loop.close()
+            raise
+        return cls(loop, thread, store, service)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await _await_in(self._loop, self.service.close())
+            await _await_in(self._loop, self._store.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join, 10)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    # -- what the CSMS calls --------------------------------------------------------------
+
+    def notify(self, events: Sequence[Event]) -> None:
+        """The main store's commit listener: wake the fan-out on the service's loop."""
+        if not self._closed:
+            with contextlib.suppress(RuntimeError):  # the loop is stopping
+                self._loop.call_soon_threadsafe(self.service.notify, events)
+
+    def wants(self, event_type: str) -> bool:
+        return self.service.wants(event_type)
+
+    # -- what the admin API calls ---------------------------------------------------------
+
+    def list_endpoints(self) -> list[Endpoint]:
+        return self.service.list_endpoints()
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint:
+        return self.service.get_endpoint(endpoint_id)
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        """The service's coroutine methods (create_endpoint, replay, ...), run on its loop."""
+        method = getattr(self.service, name)
+        if not asyncio.iscoroutinefunction(method):
+            raise AttributeError(name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await _await_in(self._loop, method(*args, **kwargs))
+
+        return call
+
+
+async def _await_in(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on ``loop`` (another thread's) and await its result here."""
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
