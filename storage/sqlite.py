@@ -13,246 +13,34 @@ transaction through a process crash (kill -9), not through a power loss.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import orjson
 
 from storage import migrations
+from storage import sqlite_rows as codec
 from storage.records import (
     ChargerRegistration,
-    ChargerSetting,
     ChargerState,
     Command,
     Connector,
-    Delete,
     Event,
     EventFilter,
     IdTag,
-    Meta,
     MeterSample,
     Page,
-    Record,
-    Statement,
     Transaction,
     UnitOfWork,
-    UnknownStop,
 )
 
 log = logging.getLogger(__name__)
 
 CommitListener = Callable[[Sequence[Event]], None]
-
-
-def _dumps(value: Any) -> str | None:
-    """JSON text for a column; orjson is ~20x faster than json on the hot path."""
-    if value is None:
-        return None
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # e.g. an integer beyond 64 bits, which json still writes
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
-_SQL: dict[type, str] = {
-    ChargerRegistration: (
-        "INSERT INTO chargers (id, password_hash, description, registration_policy, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-        " password_hash = excluded.password_hash, description = excluded.description,"
-        " registration_policy = excluded.registration_policy, updated_at = excluded.updated_at"
-    ),
-    ChargerState: (
-        "INSERT OR REPLACE INTO charger_state (charger_id, registration_status, boot, booted_at,"
-        " connected, connected_at, disconnected_at, last_seen_at, remote_address, last_sequence,"
-        " firmware_status, diagnostics_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ),
-    Connector: (
-        "INSERT OR REPLACE INTO connectors (charger_id, connector_id, status, error_code, info,"
-        " vendor_id, vendor_error_code, status_timestamp, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ),
-    Transaction: (
-        "INSERT OR REPLACE INTO transactions (id, charger_id, connector_id, id_tag, id_tag_status,"
-        " meter_start, started_at, reservation_id, command_id, meter_stop, stopped_at,"
-        " stop_reason, stop_id_tag, last_meter, energy_wh, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ),
-    MeterSample: (
-        "INSERT INTO meter_values (charger_id, connector_id, transaction_id, timestamp, digest,"
-        " sampled_value) VALUES (?, ?, ?, ?, ?, ?)"
-    ),
-    IdTag: (
-        "INSERT OR REPLACE INTO id_tags (id_tag, status, expiry_date, parent_id_tag, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-    ),
-    Meta: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-    Command: (
-        "INSERT OR REPLACE INTO commands (id, charger_id, action, request, status, deferred,"
-        " response, error, created_at, sent_at, completed_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ),
-    UnknownStop: (
-        "INSERT INTO unknown_stops (charger_id, transaction_id, digest, payload, recorded_at)"
-        " VALUES (?, ?, ?, ?, ?)"
-    ),
-    ChargerSetting: (
-        "INSERT OR REPLACE INTO charger_settings (charger_id, key, value, updated_at)"
-        " VALUES (?, ?, ?, ?)"
-    ),
-    Event: (
-        "INSERT INTO events (id, type, charger_id, sequence, timestamp, data)"
-        " VALUES (?, ?, ?, ?, ?, ?)"
-    ),
-}
-
-_DELETE_SQL = {
-    "chargers": "DELETE FROM chargers WHERE id = ?",
-    # A deleted charger's state is forgotten but for its event counter: registered again under
-    # the same id, it goes on counting, so no (chargerId, sequence) is ever used twice (DESIGN 4).
-    "charger_state": (
-        "UPDATE charger_state SET registration_status = NULL, boot = NULL, booted_at = NULL,"
-        " connected = 0, connected_at = NULL, disconnected_at = NULL, last_seen_at = NULL,"
-        " remote_address = NULL, firmware_status = NULL, diagnostics_status = NULL"
-        " WHERE charger_id = ?"
-    ),
-    "connectors": "DELETE FROM connectors WHERE charger_id = ?",
-    "id_tags": "DELETE FROM id_tags WHERE id_tag = ?",
-    "charger_settings": "DELETE FROM charger_settings WHERE charger_id = ?",
-}
-
-
-def _params(record: Record | Delete | Statement) -> tuple[str, tuple[Any, ...]]:
-    match record:
-        case Statement(sql=sql, params=params):
-            return sql, params
-        case Delete(table=table, key=key):
-            return _DELETE_SQL[table], (key,)
-        case ChargerRegistration():
-            r = record
-            params: tuple[Any, ...] = (
-                r.id,
-                r.password_hash,
-                r.description,
-                r.registration_policy,
-                r.created_at,
-                r.updated_at,
-            )
-        case ChargerState():
-            s = record
-            params = (
-                s.charger_id,
-                s.registration_status,
-                _dumps(s.boot),
-                s.booted_at,
-                int(s.connected),
-                s.connected_at,
-                s.disconnected_at,
-                s.last_seen_at,
-                s.remote_address,
-                s.last_sequence,
-                s.firmware_status,
-                s.diagnostics_status,
-            )
-        case Connector():
-            c = record
-            params = (
-                c.charger_id,
-                c.connector_id,
-                c.status,
-                c.error_code,
-                c.info,
-                c.vendor_id,
-                c.vendor_error_code,
-                c.status_timestamp,
-                c.updated_at,
-            )
-        case Transaction():
-            t = record
-            params = (
-                t.id,
-                t.charger_id,
-                t.connector_id,
-                t.id_tag,
-                t.id_tag_status,
-                t.meter_start,
-                t.started_at,
-                t.reservation_id,
-                t.command_id,
-                t.meter_stop,
-                t.stopped_at,
-                t.stop_reason,
-                t.stop_id_tag,
-                _dumps(t.last_meter),
-                t.energy_wh,
-                t.created_at,
-                t.updated_at,
-            )
-        case MeterSample():
-            m = record
-            params = (
-                m.charger_id,
-                m.connector_id,
-                m.transaction_id,
-                m.timestamp,
-                m.digest,
-                _dumps(m.sampled_value),
-            )
-        case IdTag():
-            i = record
-            params = (i.id_tag, i.status, i.expiry_date, i.parent_id_tag)
-            params += (i.created_at, i.updated_at)
-        case Meta():
-            params = (record.key, record.value)
-        case Command():
-            c = record
-            params = (c.id, c.charger_id, c.action, _dumps(c.request), c.status, int(c.deferred))
-            params += (_dumps(c.response), _dumps(c.error), c.created_at, c.sent_at)
-            params += (c.completed_at,)
-        case UnknownStop():
-            u = record
-            params = (u.charger_id, u.transaction_id, u.digest, _dumps(u.payload), u.recorded_at)
-        case ChargerSetting():
-            params = (record.charger_id, record.key, _dumps(record.value), record.updated_at)
-        case Event():
-            e = record
-            params = (e.id, e.type, e.charger_id, e.sequence, e.timestamp, _dumps(e.data))
-        case _:
-            raise TypeError(f"cannot store {type(record).__name__}")
-    return _SQL[type(record)], params
-
-
-def _statements(units: Iterable[UnitOfWork]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """Group the rows of several units by statement, keeping each statement's row order.
-
-    Rows are whole-row upserts and inserts, so grouping keeps the outcome; a Delete or a raw
-    Statement breaks that argument, so a batch with one is written in order instead (runs of
-    the same statement still go together).
-    """
-    writes = [w for unit in units for w in unit.writes]
-    if any(isinstance(w, Delete | Statement) for w in writes):
-        runs: list[tuple[str, list[tuple[Any, ...]]]] = []
-        for write in writes:
-            sql, params = _params(write)
-            if runs and runs[-1][0] == sql:
-                runs[-1][1].append(params)
-            else:
-                runs.append((sql, [params]))
-        return runs
-    grouped: dict[str, list[tuple[Any, ...]]] = {}
-    for write in writes:
-        sql, params = _params(write)
-        grouped.setdefault(sql, []).append(params)
-    return list(grouped.items())
 
 
 class SqliteStore:
@@ -356,7 +144,7 @@ class SqliteStore:
                     log.exception("commit listener failed")
 
     async def _transaction(self, units: list[UnitOfWork]) -> None:
-        statements = _statements(units)  # built here, on the loop: the thread only writes
+        statements = codec.statements(units)  # built here, on the loop: the thread only writes
         await asyncio.get_running_loop().run_in_executor(
             self._writer_thread, _write, self._writer, statements
         )
@@ -388,7 +176,7 @@ class SqliteStore:
 
     async def get_registration(self, charger_id: str) -> ChargerRegistration | None:
         row = await self._one("SELECT * FROM chargers WHERE id = ?", (charger_id,))
-        return None if row is None else _registration(row)
+        return None if row is None else codec.registration(row)
 
     async def list_registrations(
         self, *, limit: int, starting_after: str | None = None
@@ -398,11 +186,11 @@ class SqliteStore:
             sql += " WHERE id > ?"
             params.append(starting_after)
         rows = await self._all(sql + " ORDER BY id LIMIT ?", [*params, limit + 1])
-        return Page(items=[_registration(r) for r in rows[:limit]], has_more=len(rows) > limit)
+        return Page(items=[codec.registration(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def get_charger_state(self, charger_id: str) -> ChargerState | None:
         row = await self._one("SELECT * FROM charger_state WHERE charger_id = ?", (charger_id,))
-        return None if row is None else _charger_state(row)
+        return None if row is None else codec.charger_state(row)
 
     async def get_charger_states(self, charger_ids: Sequence[str]) -> dict[str, ChargerState]:
         if not charger_ids:
@@ -411,7 +199,7 @@ class SqliteStore:
         rows = await self._all(
             f"SELECT * FROM charger_state WHERE charger_id IN ({marks})", list(charger_ids)
         )
-        return {row["charger_id"]: _charger_state(row) for row in rows}
+        return {row["charger_id"]: codec.charger_state(row) for row in rows}
 
     async def max_sequence(self, charger_id: str) -> int:
         row = await self._one(
@@ -427,7 +215,7 @@ class SqliteStore:
         rows = await self._all(
             "SELECT * FROM connectors WHERE charger_id = ? ORDER BY connector_id", (charger_id,)
         )
-        return [_connector(r) for r in rows]
+        return [codec.connector(r) for r in rows]
 
     async def get_connectors_of(self, charger_ids: Sequence[str]) -> dict[str, list[Connector]]:
         if not charger_ids:
@@ -440,7 +228,7 @@ class SqliteStore:
         )
         result: dict[str, list[Connector]] = {}
         for row in rows:
-            result.setdefault(row["charger_id"], []).append(_connector(row))
+            result.setdefault(row["charger_id"], []).append(codec.connector(row))
         return result
 
     async def max_transaction_id(self) -> int:
@@ -449,14 +237,14 @@ class SqliteStore:
 
     async def get_transaction(self, transaction_id: int) -> Transaction | None:
         row = await self._one("SELECT * FROM transactions WHERE id = ?", (transaction_id,))
-        return None if row is None else _transaction(row)
+        return None if row is None else codec.transaction(row)
 
     async def active_transactions(self, charger_id: str) -> list[Transaction]:
         rows = await self._all(
             "SELECT * FROM transactions WHERE charger_id = ? AND stopped_at IS NULL ORDER BY id",
             (charger_id,),
         )
-        return [_transaction(r) for r in rows]
+        return [codec.transaction(r) for r in rows]
 
     async def find_transaction_by_start(
         self, *, charger_id: str, connector_id: int, id_tag: str, started_at: str, meter_start: int
@@ -466,7 +254,7 @@ class SqliteStore:
             " AND started_at = ? AND id_tag = ? AND meter_start = ? ORDER BY id LIMIT 1",
             (charger_id, connector_id, started_at, id_tag, meter_start),
         )
-        return None if row is None else _transaction(row)
+        return None if row is None else codec.transaction(row)
 
     async def list_transactions(
         self,
@@ -484,14 +272,14 @@ class SqliteStore:
             where.append("stopped_at IS NULL" if active else "stopped_at IS NOT NULL")
         sql = "SELECT * FROM transactions" + _clause(where) + " ORDER BY id DESC LIMIT ?"
         rows = await self._all(sql, [*params, limit + 1])
-        return Page(items=[_transaction(r) for r in rows[:limit]], has_more=len(rows) > limit)
+        return Page(items=[codec.transaction(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def meter_samples(self, transaction_id: int, *, limit: int = 10_000) -> list[MeterSample]:
         rows = await self._all(
             "SELECT * FROM meter_values WHERE transaction_id = ? ORDER BY id LIMIT ?",
             (transaction_id, limit),
         )
-        return [_meter_sample(r) for r in rows]
+        return [codec.meter_sample(r) for r in rows]
 
     async def recent_meter_digests(self, charger_id: str, *, limit: int) -> list[str]:
         """Digests of the charger's latest meter values and unknown stops (to drop re-sends)."""
@@ -517,7 +305,7 @@ class SqliteStore:
                 "SELECT * FROM id_tags WHERE id_tag = ? COLLATE NOCASE ORDER BY id_tag LIMIT 1",
                 (id_tag,),
             )
-        return None if row is None else _id_tag(row)
+        return None if row is None else codec.id_tag(row)
 
     async def list_id_tags(self, *, limit: int, starting_after: str | None = None) -> Page[IdTag]:
         where, params = _where(("id_tag > ?", starting_after))
@@ -525,11 +313,11 @@ class SqliteStore:
             "SELECT * FROM id_tags" + _clause(where) + " ORDER BY id_tag LIMIT ?",
             [*params, limit + 1],
         )
-        return Page(items=[_id_tag(r) for r in rows[:limit]], has_more=len(rows) > limit)
+        return Page(items=[codec.id_tag(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def get_event(self, event_id: str) -> Event | None:
         row = await self._one("SELECT * FROM events WHERE id = ?", (event_id,))
-        return None if row is None else _event(row)
+        return None if row is None else codec.event(row)
 
     async def list_events(self, query: EventFilter) -> Page[Event]:
         where, params = _where(
@@ -549,32 +337,32 @@ class SqliteStore:
         order = "ASC" if query.ascending else "DESC"
         sql = "SELECT * FROM events" + _clause(where) + f" ORDER BY pos {order} LIMIT ?"
         rows = await self._all(sql, [*params, query.limit + 1])
-        items = [_event(r) for r in rows[: query.limit]]
+        items = [codec.event(r) for r in rows[: query.limit]]
         return Page(items=items, has_more=len(rows) > query.limit)
 
     async def get_command(self, command_id: str) -> Command | None:
         row = await self._one("SELECT * FROM commands WHERE id = ?", (command_id,))
-        return None if row is None else _command(row)
+        return None if row is None else codec.command(row)
 
     async def open_commands(self) -> list[Command]:
         """Commands not finished yet, oldest first (to resume or fail them at start)."""
         rows = await self._all(
             "SELECT * FROM commands WHERE status = 'requested' ORDER BY created_at, rowid"
         )
-        return [_command(r) for r in rows]
+        return [codec.command(r) for r in rows]
 
     async def charger_settings(self, charger_id: str) -> dict[str, Any]:
         rows = await self._all(
             "SELECT key, value FROM charger_settings WHERE charger_id = ? ORDER BY key",
             (charger_id,),
         )
-        return {row["key"]: _loads(row["value"]) for row in rows}
+        return {row["key"]: codec.loads(row["value"]) for row in rows}
 
     async def events_of_charger(self, charger_id: str) -> list[Event]:
         rows = await self._all(
             "SELECT * FROM events WHERE charger_id = ? ORDER BY pos", (charger_id,)
         )
-        return [_event(r) for r in rows]
+        return [codec.event(r) for r in rows]
 
 
 _PRAGMAS = (
@@ -620,117 +408,3 @@ def _where(*conditions: tuple[str, Any]) -> tuple[list[str], list[Any]]:
 
 def _clause(where: list[str]) -> str:
     return (" WHERE " + " AND ".join(where)) if where else ""
-
-
-def _registration(row: aiosqlite.Row) -> ChargerRegistration:
-    return ChargerRegistration(
-        id=row["id"],
-        password_hash=row["password_hash"],
-        description=row["description"],
-        registration_policy=row["registration_policy"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _charger_state(row: aiosqlite.Row) -> ChargerState:
-    return ChargerState(
-        charger_id=row["charger_id"],
-        registration_status=row["registration_status"],
-        boot=_loads(row["boot"]),
-        booted_at=row["booted_at"],
-        connected=bool(row["connected"]),
-        connected_at=row["connected_at"],
-        disconnected_at=row["disconnected_at"],
-        last_seen_at=row["last_seen_at"],
-        remote_address=row["remote_address"],
-        last_sequence=row["last_sequence"],
-        firmware_status=row["firmware_status"],
-        diagnostics_status=row["diagnostics_status"],
-    )
-
-
-def _connector(row: aiosqlite.Row) -> Connector:
-    return Connector(
-        charger_id=row["charger_id"],
-        connector_id=row["connector_id"],
-        status=row["status"],
-        error_code=row["error_code"],
-        info=row["info"],
-        vendor_id=row["vendor_id"],
-        vendor_error_code=row["vendor_error_code"],
-        status_timestamp=row["status_timestamp"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _transaction(row: aiosqlite.Row) -> Transaction:
-    return Transaction(
-        id=row["id"],
-        charger_id=row["charger_id"],
-        connector_id=row["connector_id"],
-        id_tag=row["id_tag"],
-        id_tag_status=row["id_tag_status"],
-        meter_start=row["meter_start"],
-        started_at=row["started_at"],
-        reservation_id=row["reservation_id"],
-        command_id=row["command_id"],
-        meter_stop=row["meter_stop"],
-        stopped_at=row["stopped_at"],
-        stop_reason=row["stop_reason"],
-        stop_id_tag=row["stop_id_tag"],
-        last_meter=_loads(row["last_meter"]),
-        energy_wh=row["energy_wh"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _meter_sample(row: aiosqlite.Row) -> MeterSample:
-    return MeterSample(
-        charger_id=row["charger_id"],
-        connector_id=row["connector_id"],
-        transaction_id=row["transaction_id"],
-        timestamp=row["timestamp"],
-        digest=row["digest"],
-        sampled_value=_loads(row["sampled_value"]),
-    )
-
-
-def _command(row: aiosqlite.Row) -> Command:
-    return Command(
-        id=row["id"],
-        charger_id=row["charger_id"],
-        action=row["action"],
-        request=_loads(row["request"]),
-        status=row["status"],
-        deferred=bool(row["deferred"]),
-        response=_loads(row["response"]),
-        error=_loads(row["error"]),
-        created_at=row["created_at"],
-        sent_at=row["sent_at"],
-        completed_at=row["completed_at"],
-    )
-
-
-def _id_tag(row: aiosqlite.Row) -> IdTag:
-    return IdTag(
-        id_tag=row["id_tag"],
-        status=row["status"],
-        expiry_date=row["expiry_date"],
-        parent_id_tag=row["parent_id_tag"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _event(row: aiosqlite.Row) -> Event:
-    return Event(
-        id=row["id"],
-        type=row["type"],
-        charger_id=row["charger_id"],
-        sequence=row["sequence"],
-        timestamp=row["timestamp"],
-        data=_loads(row["data"]),
-        pos=row["pos"],
-    )
