@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from storage import sqlite_rows as codec
 from storage.records import Event, Statement
 from storage.sqlite import SqliteStore
 
@@ -323,18 +324,6 @@ def _attempt(row: Any) -> AttemptRow:
     )
 
 
-def _event(row: Any) -> Event:
-    return Event(
-        id=row["id"],
-        type=row["type"],
-        charger_id=row["charger_id"],
-        sequence=row["sequence"],
-        timestamp=row["timestamp"],
-        data=json.loads(row["data"]),
-        pos=row["pos"],
-    )
-
-
 async def load_endpoints(store: SqliteStore) -> list[EndpointRow]:
     rows = await store.fetch_all("SELECT * FROM webhook_endpoints ORDER BY created_at, id")
     return [_endpoint(r) for r in rows]
@@ -366,7 +355,7 @@ async def events_after(store: SqliteStore, pos: int, limit: int) -> list[Event]:
     rows = await store.fetch_all(
         "SELECT * FROM events WHERE pos > ? ORDER BY pos LIMIT ?", (pos, limit)
     )
-    return [_event(r) for r in rows]
+    return [codec.event(r) for r in rows]
 
 
 async def events_at(store: SqliteStore, positions: Sequence[int]) -> list[Event]:
@@ -374,12 +363,12 @@ async def events_at(store: SqliteStore, positions: Sequence[int]) -> list[Event]
         return []
     marks = ",".join("?" * len(positions))
     rows = await store.fetch_all(f"SELECT * FROM events WHERE pos IN ({marks})", list(positions))
-    return [_event(r) for r in rows]
+    return [codec.event(r) for r in rows]
 
 
 async def event_by_id(store: SqliteStore, event_id: str) -> Event | None:
     row = await store.fetch_one("SELECT * FROM events WHERE id = ?", (event_id,))
-    return None if row is None else _event(row)
+    return None if row is None else codec.event(row)
 
 
 async def replay_candidates(
