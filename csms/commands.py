@@ -134,6 +134,14 @@ class CommandDispatcher:
                 # running and started none): carry on with what waits for it.
                 continue
             command = queue.commands[0]
+            snapshot = self.hub.live_snapshot(charger_id)
+            reason = logic.refusal(snapshot, command.action) if snapshot else None
+            if reason is not None:
+                # Allowed when it was asked for, not any more (e.g. the charger booted into
+                # Pending meanwhile, OCPP 1.6 4.2): it must not go out now.
+                queue.commands.popleft()
+                await self._finish(command, error={"code": "NotAllowed", "message": reason})
+                continue
             sent = replace(command, sent_at=format_timestamp(self.hub.clock()))
             future: asyncio.Future[CallResult | CallError] = (
                 asyncio.get_running_loop().create_future()

@@ -120,3 +120,46 @@ async def test_rejected_timeout_and_offline(csms_factory, tmp_path) -> None:
             "/api/v1/chargers/CMD-2/commands/Reset?queue=true", {"type": "Soft"}, 202
         )
         assert queued["status"] == "requested"
+
+
+async def test_a_queued_remote_start_is_not_sent_once_the_charger_is_pending(
+    csms, api: Api
+) -> None:
+    """Allowed when asked for, refused when its turn comes: the charger booted into Pending
+    while the command waited behind another (OCPP 1.6 4.2: no RemoteStart in Pending)."""
+    import json
+
+    from tests.conftest import raw_charger
+
+    charger = await raw_charger(csms, api, "CMD-PEND")
+    try:
+        first = await api.post("/api/v1/chargers/CMD-PEND/commands/Reset", {"type": "Soft"}, 202)
+        held = await charger.receive()  # the Reset CALL, left unanswered for now
+        assert held[:3] == [2, first["id"], "Reset"]
+        queued = await api.post(
+            "/api/v1/chargers/CMD-PEND/commands/RemoteStartTransaction", {"idTag": "T"}, 202
+        )
+        await api.request(
+            "PATCH",
+            "/api/v1/chargers/CMD-PEND",
+            json_body={"registrationPolicy": "Pending"},
+            expect=200,
+        )
+        boot = await charger.call(
+            "BootNotification", {"chargePointVendor": "Test", "chargePointModel": "Raw"}
+        )
+        assert boot[2]["status"] == "Pending"
+        await charger.send_raw(json.dumps([3, first["id"], {"status": "Accepted"}]))
+        # The next frame the charger gets is the answer to its own Heartbeat (SecurityError
+        # in Pending), not a RemoteStartTransaction CALL.
+        answer = await charger.call("Heartbeat", {})
+        assert answer[0] == 4 and answer[2] == "SecurityError"
+
+        async def refused() -> bool:
+            return (await api.get(f"/api/v1/commands/{queued['id']}"))["status"] == "failed"
+
+        await wait_for(refused)
+        command = await api.get(f"/api/v1/commands/{queued['id']}")
+        assert command["error"]["code"] == "NotAllowed" and command["sentAt"] is None
+    finally:
+        await charger.close()
