@@ -186,7 +186,6 @@ class ChargerHub:
         return Lookups(id_tag=id_tag, transaction=transaction)
 
     def _trace(self, charger_id: str, call: Call, raw: str | None, outcome: Outcome) -> list[Event]:
-        stamp = format_timestamp(self.clock())
         reply = outcome.reply
         answer: Any = (
             [4, call.unique_id, reply.error_code.value, reply.description, reply.details]
@@ -194,19 +193,28 @@ class ChargerHub:
             else [3, call.unique_id, reply]
         )
         return [
-            Event(
-                id=self.ids.event_id(),
-                type="ocpp.message",
-                charger_id=charger_id,
-                sequence=None,
-                timestamp=stamp,
-                data={"direction": direction, "message": message},
-            )
-            for direction, message in (
-                ("in", [2, call.unique_id, call.action, call.payload]),
-                ("out", answer),
-            )
+            self._frame_event(charger_id, "in", [2, call.unique_id, call.action, call.payload]),
+            self._frame_event(charger_id, "out", answer),
         ]
+
+    def _frame_event(self, charger_id: str, direction: str, message: Any) -> Event:
+        """An ``ocpp.message`` event: outside the charger's sequence (DESIGN 4)."""
+        return Event(
+            id=self.ids.event_id(),
+            type="ocpp.message",
+            charger_id=charger_id,
+            sequence=None,
+            timestamp=format_timestamp(self.clock()),
+            data={"direction": direction, "message": message},
+        )
+
+    async def trace(self, charger_id: str, frames: list[tuple[str, Any]]) -> None:
+        """Record frames that change no state (bad frames and their CALLERRORs, our commands
+        and the chargers' answers) as ``ocpp.message`` events, if anyone subscribed. A frame
+        that cannot be parsed is kept as the text received."""
+        if frames and self.wants("ocpp.message"):
+            events = [self._frame_event(charger_id, d, m) for d, m in frames]
+            await self.store.commit(UnitOfWork().put(*events))
 
     async def on_charger_answer(self, charger_id: str, frame: CallResult | CallError) -> None:
         """A CALLRESULT/CALLERROR from a charger: the answer to one of our commands."""

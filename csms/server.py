@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -256,11 +257,15 @@ class OcppServer:
                 frame.description,
                 message,
             )
+            frames: list[tuple[str, Any]] = [("in", _readable(message))]
             if frame.unique_id is not None:
-                await session.send(
-                    encode_call_error(frame.unique_id, frame.error_code, frame.description)
-                )
+                answer = encode_call_error(frame.unique_id, frame.error_code, frame.description)
+                frames.append(("out", _readable(answer)))
+            await self.hub.trace(session.charger_id, frames)
+            if frame.unique_id is not None:
+                await session.send(answer)
         elif isinstance(frame, CallResult | CallError):
+            await self.hub.trace(session.charger_id, [("in", _readable(message))])
             await self.hub.on_charger_answer(session.charger_id, frame)
 
 
@@ -280,6 +285,15 @@ class _Session:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed_by_server = True
         await self.connection.close(code, reason)
+
+
+def _readable(message: str | bytes) -> Any:
+    """A frame as an event shows it: parsed JSON, else the text received."""
+    text = message.decode("utf-8", errors="replace") if isinstance(message, bytes) else message
+    try:
+        return orjson.loads(text)
+    except ValueError:
+        return text
 
 
 def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> str | None:

@@ -3,6 +3,8 @@ event loop in a thread, reached from the admin API's loop (``webhooks/threaded.p
 
 from __future__ import annotations
 
+import json
+
 from standardwebhooks import Webhook
 
 from tests.conftest import Api, raw_charger
@@ -75,3 +77,29 @@ async def test_ocpp_message_events_are_stored_only_when_subscribed(csms, api: Ap
     stored = (await api.get("/api/v1/events?type=ocpp.message&limit=100"))["items"]
     # Only the Heartbeat after the subscription was traced: one frame in, one out.
     assert len(stored) == 2
+
+
+async def test_ocpp_message_traces_every_frame_in_and_out(csms, api: Api) -> None:
+    """Bad frames and their CALLERRORs, our commands and the charger's answers: every raw
+    frame in and out, in frame order, once someone subscribed."""
+    charger = await raw_charger(csms, api, "CP-FRAMES")
+    try:
+        async with receiver() as rec:
+            await api.post("/api/v1/webhooks", {"url": rec.url, "enabledEvents": ["ocpp.message"]})
+            await charger.send_raw('[2, "bad-1", "Heartbeat", {')  # not JSON
+            error = await charger.receive()
+            assert error[:3] == [4, "bad-1", "FormationViolation"]
+            sent = await api.post("/api/v1/chargers/CP-FRAMES/commands/ClearCache", {}, expect=202)
+            call = await charger.receive()
+            assert call[:3] == [2, sent["id"], "ClearCache"]
+            await charger.send_raw(json.dumps([3, sent["id"], {"status": "Accepted"}]))
+            await rec.wait_for(lambda: len(rec.delivered()) >= 4)
+            frames = [(e["data"]["direction"], e["data"]["message"]) for e in rec.delivered()]
+            assert frames[:4] == [
+                ("in", '[2, "bad-1", "Heartbeat", {'),
+                ("out", error),
+                ("out", call),
+                ("in", [3, sent["id"], {"status": "Accepted"}]),
+            ]
+    finally:
+        await charger.close()
