@@ -49,7 +49,7 @@ class Csms:
         self.dispatcher: CommandDispatcher
         self.webhooks: ThreadedWebhookService
         self.ocpp: OcppServer
-        self._site: web.TCPSite
+        self._runner: web.AppRunner
 
     @classmethod
     async def start(cls, settings: Settings) -> Csms:
@@ -104,15 +104,15 @@ class Csms:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        self._site = web.TCPSite(runner, settings.api.host, settings.api.port)
-        await self._site.start()
+        self._runner = runner
+        await web.TCPSite(runner, settings.api.host, settings.api.port).start()
         stack.push_async_callback(ocpp.close)
         await ocpp.start()
 
     @property
     def api_port(self) -> int:
-        server: Any = self._site._server
-        return server.sockets[0].getsockname()[1]
+        """The bound port (the configured one may be 0: any free port)."""
+        return int(self._runner.addresses[0][1])
 
     @property
     def api_url(self) -> str:
