@@ -43,7 +43,7 @@ def utc_now() -> datetime:
 
 
 class Connection(Protocol):
-    """What the hub needs of a live charger socket (implemented in ``csms/session.py``)."""
+    """What the hub needs of a live charger socket (``_Session`` in ``csms/server.py``)."""
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
