@@ -215,7 +215,11 @@ class ChargerHub:
         that cannot be parsed is kept as the text received."""
         if frames and self.wants("ocpp.message"):
             events = [self._frame_event(charger_id, d, m) for d, m in frames]
-            await self.store.commit(UnitOfWork().put(*events))
+            try:
+                await self.store.commit(UnitOfWork().put(*events))
+            except Exception:
+                # A trace must never break the protocol it traces: log and go on.
+                log.exception("%s: could not record ocpp.message events", charger_id)
 
     async def on_charger_answer(self, charger_id: str, frame: CallResult | CallError) -> None:
         """A CALLRESULT/CALLERROR from a charger: the answer to one of our commands."""
