@@ -149,7 +149,7 @@ class ChargerHub:
 
     # -- OCPP -------------------------------------------------------------------------------
 
-    async def handle_call(self, charger_id: str, call: Call, raw: str | None = None) -> Any:
+    async def handle_call(self, charger_id: str, call: Call) -> Any:
         """Answer a charger's CALL: a reply payload, or a ``Reject`` for a CALLERROR."""
         runtime = self.runtime(charger_id)
         snapshot = runtime.snapshot or await self._load(runtime)
@@ -163,7 +163,7 @@ class ChargerHub:
             )
 
         def frames(after: ChargerSnapshot, outcome: Outcome) -> list[Event]:
-            return self._trace(charger_id, call, raw, outcome) if trace else []
+            return self._trace(charger_id, call, outcome) if trace else []
 
         outcome = await self.apply(charger_id, step, extra=frames)
         return outcome.reply
@@ -186,7 +186,7 @@ class ChargerHub:
             )
         return Lookups(id_tag=id_tag, transaction=transaction)
 
-    def _trace(self, charger_id: str, call: Call, raw: str | None, outcome: Outcome) -> list[Event]:
+    def _trace(self, charger_id: str, call: Call, outcome: Outcome) -> list[Event]:
         reply = outcome.reply
         answer: Any = (
             [4, call.unique_id, reply.error_code.value, reply.description, reply.details]

@@ -234,7 +234,7 @@ class OcppServer:
         frame = parse_frame(message)
         if isinstance(frame, Call):
             try:
-                reply = await self.hub.handle_call(session.charger_id, frame, raw=None)
+                reply = await self.hub.handle_call(session.charger_id, frame)
             except Exception:
                 log.exception("%s: failed to handle %s", session.charger_id, frame.action)
                 reply = Reject(
