@@ -167,15 +167,12 @@ class SqliteStore:
         rows = await self._reader.execute_fetchall(sql, params)
         return rows[0] if rows else None
 
-    _all = fetch_all
-    _one = fetch_one
-
     async def get_meta(self, key: str) -> str | None:
-        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        row = await self.fetch_one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else row[0]
 
     async def get_registration(self, charger_id: str) -> ChargerRegistration | None:
-        row = await self._one("SELECT * FROM chargers WHERE id = ?", (charger_id,))
+        row = await self.fetch_one("SELECT * FROM chargers WHERE id = ?", (charger_id,))
         return None if row is None else codec.registration(row)
 
     async def list_registrations(
@@ -185,34 +182,36 @@ class SqliteStore:
         if starting_after is not None:
             sql += " WHERE id > ?"
             params.append(starting_after)
-        rows = await self._all(sql + " ORDER BY id LIMIT ?", [*params, limit + 1])
+        rows = await self.fetch_all(sql + " ORDER BY id LIMIT ?", [*params, limit + 1])
         return Page(items=[codec.registration(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def get_charger_state(self, charger_id: str) -> ChargerState | None:
-        row = await self._one("SELECT * FROM charger_state WHERE charger_id = ?", (charger_id,))
+        row = await self.fetch_one(
+            "SELECT * FROM charger_state WHERE charger_id = ?", (charger_id,)
+        )
         return None if row is None else codec.charger_state(row)
 
     async def get_charger_states(self, charger_ids: Sequence[str]) -> dict[str, ChargerState]:
         if not charger_ids:
             return {}
         marks = ",".join("?" * len(charger_ids))
-        rows = await self._all(
+        rows = await self.fetch_all(
             f"SELECT * FROM charger_state WHERE charger_id IN ({marks})", list(charger_ids)
         )
         return {row["charger_id"]: codec.charger_state(row) for row in rows}
 
     async def max_sequence(self, charger_id: str) -> int:
-        row = await self._one(
+        row = await self.fetch_one(
             "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE charger_id = ?", (charger_id,)
         )
         return int(row[0]) if row else 0
 
     async def connected_charger_ids(self) -> list[str]:
-        rows = await self._all("SELECT charger_id FROM charger_state WHERE connected = 1")
+        rows = await self.fetch_all("SELECT charger_id FROM charger_state WHERE connected = 1")
         return [row[0] for row in rows]
 
     async def get_connectors(self, charger_id: str) -> list[Connector]:
-        rows = await self._all(
+        rows = await self.fetch_all(
             "SELECT * FROM connectors WHERE charger_id = ? ORDER BY connector_id", (charger_id,)
         )
         return [codec.connector(r) for r in rows]
@@ -221,7 +220,7 @@ class SqliteStore:
         if not charger_ids:
             return {}
         marks = ",".join("?" * len(charger_ids))
-        rows = await self._all(
+        rows = await self.fetch_all(
             f"SELECT * FROM connectors WHERE charger_id IN ({marks})"
             " ORDER BY charger_id, connector_id",
             list(charger_ids),
@@ -232,15 +231,15 @@ class SqliteStore:
         return result
 
     async def max_transaction_id(self) -> int:
-        row = await self._one("SELECT COALESCE(MAX(id), 0) FROM transactions")
+        row = await self.fetch_one("SELECT COALESCE(MAX(id), 0) FROM transactions")
         return int(row[0]) if row else 0
 
     async def get_transaction(self, transaction_id: int) -> Transaction | None:
-        row = await self._one("SELECT * FROM transactions WHERE id = ?", (transaction_id,))
+        row = await self.fetch_one("SELECT * FROM transactions WHERE id = ?", (transaction_id,))
         return None if row is None else codec.transaction(row)
 
     async def active_transactions(self, charger_id: str) -> list[Transaction]:
-        rows = await self._all(
+        rows = await self.fetch_all(
             "SELECT * FROM transactions WHERE charger_id = ? AND stopped_at IS NULL ORDER BY id",
             (charger_id,),
         )
@@ -249,7 +248,7 @@ class SqliteStore:
     async def find_transaction_by_start(
         self, *, charger_id: str, connector_id: int, id_tag: str, started_at: str, meter_start: int
     ) -> Transaction | None:
-        row = await self._one(
+        row = await self.fetch_one(
             "SELECT * FROM transactions WHERE charger_id = ? AND connector_id = ?"
             " AND started_at = ? AND id_tag = ? AND meter_start = ? ORDER BY id LIMIT 1",
             (charger_id, connector_id, started_at, id_tag, meter_start),
@@ -271,11 +270,11 @@ class SqliteStore:
         if active is not None:
             where.append("stopped_at IS NULL" if active else "stopped_at IS NOT NULL")
         sql = "SELECT * FROM transactions" + _clause(where) + " ORDER BY id DESC LIMIT ?"
-        rows = await self._all(sql, [*params, limit + 1])
+        rows = await self.fetch_all(sql, [*params, limit + 1])
         return Page(items=[codec.transaction(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def meter_samples(self, transaction_id: int, *, limit: int = 10_000) -> list[MeterSample]:
-        rows = await self._all(
+        rows = await self.fetch_all(
             "SELECT * FROM meter_values WHERE transaction_id = ? ORDER BY id LIMIT ?",
             (transaction_id, limit),
         )
@@ -283,11 +282,11 @@ class SqliteStore:
 
     async def recent_meter_digests(self, charger_id: str, *, limit: int) -> list[str]:
         """Digests of the charger's latest meter values and unknown stops (to drop re-sends)."""
-        meters = await self._all(
+        meters = await self.fetch_all(
             "SELECT digest FROM meter_values WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
             (charger_id, limit),
         )
-        stops = await self._all(
+        stops = await self.fetch_all(
             "SELECT digest FROM unknown_stops WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
             (charger_id, limit),
         )
@@ -299,9 +298,9 @@ class SqliteStore:
         The exact spelling first, so the common case uses the primary key; then any case
         (ASCII case folding, as SQLite's NOCASE does), a scan of the table.
         """
-        row = await self._one("SELECT * FROM id_tags WHERE id_tag = ?", (id_tag,))
+        row = await self.fetch_one("SELECT * FROM id_tags WHERE id_tag = ?", (id_tag,))
         if row is None:
-            row = await self._one(
+            row = await self.fetch_one(
                 "SELECT * FROM id_tags WHERE id_tag = ? COLLATE NOCASE ORDER BY id_tag LIMIT 1",
                 (id_tag,),
             )
@@ -309,14 +308,14 @@ class SqliteStore:
 
     async def list_id_tags(self, *, limit: int, starting_after: str | None = None) -> Page[IdTag]:
         where, params = _where(("id_tag > ?", starting_after))
-        rows = await self._all(
+        rows = await self.fetch_all(
             "SELECT * FROM id_tags" + _clause(where) + " ORDER BY id_tag LIMIT ?",
             [*params, limit + 1],
         )
         return Page(items=[codec.id_tag(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def get_event(self, event_id: str) -> Event | None:
-        row = await self._one("SELECT * FROM events WHERE id = ?", (event_id,))
+        row = await self.fetch_one("SELECT * FROM events WHERE id = ?", (event_id,))
         return None if row is None else codec.event(row)
 
     async def list_events(self, query: EventFilter) -> Page[Event]:
@@ -329,37 +328,39 @@ class SqliteStore:
             where.append("(" + " OR ".join("type GLOB ?" for _ in query.types) + ")")
             params.extend(query.types)
         if query.starting_after is not None:
-            anchor = await self._one("SELECT pos FROM events WHERE id = ?", (query.starting_after,))
+            anchor = await self.fetch_one(
+                "SELECT pos FROM events WHERE id = ?", (query.starting_after,)
+            )
             if anchor is None:
                 raise LookupError(query.starting_after)
             where.append("pos > ?" if query.ascending else "pos < ?")
             params.append(anchor[0])
         order = "ASC" if query.ascending else "DESC"
         sql = "SELECT * FROM events" + _clause(where) + f" ORDER BY pos {order} LIMIT ?"
-        rows = await self._all(sql, [*params, query.limit + 1])
+        rows = await self.fetch_all(sql, [*params, query.limit + 1])
         items = [codec.event(r) for r in rows[: query.limit]]
         return Page(items=items, has_more=len(rows) > query.limit)
 
     async def get_command(self, command_id: str) -> Command | None:
-        row = await self._one("SELECT * FROM commands WHERE id = ?", (command_id,))
+        row = await self.fetch_one("SELECT * FROM commands WHERE id = ?", (command_id,))
         return None if row is None else codec.command(row)
 
     async def open_commands(self) -> list[Command]:
         """Commands not finished yet, oldest first (to resume or fail them at start)."""
-        rows = await self._all(
+        rows = await self.fetch_all(
             "SELECT * FROM commands WHERE status = 'requested' ORDER BY created_at, rowid"
         )
         return [codec.command(r) for r in rows]
 
     async def charger_settings(self, charger_id: str) -> dict[str, Any]:
-        rows = await self._all(
+        rows = await self.fetch_all(
             "SELECT key, value FROM charger_settings WHERE charger_id = ? ORDER BY key",
             (charger_id,),
         )
         return {row["key"]: codec.loads(row["value"]) for row in rows}
 
     async def events_of_charger(self, charger_id: str) -> list[Event]:
-        rows = await self._all(
+        rows = await self.fetch_all(
             "SELECT * FROM events WHERE charger_id = ? ORDER BY pos", (charger_id,)
         )
         return [codec.event(r) for r in rows]
