@@ -153,8 +153,9 @@ class CommandDispatcher:
             try:
                 try:
                     await self._mark_sent(sent)
-                    call = [2, command.id, command.action, command.request]
-                    await self.hub.trace(charger_id, [("out", call)])
+                    if self.hub.tracing:
+                        call = [2, command.id, command.action, command.request]
+                        await self.hub.trace(charger_id, [("out", call)])
                     await connection.send(encode_call(command.id, command.action, command.request))
                     frame = await asyncio.wait_for(future, self.call_timeout)
                 except TimeoutError:

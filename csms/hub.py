@@ -155,7 +155,7 @@ class ChargerHub:
         snapshot = runtime.snapshot or await self._load(runtime)
         lookups = await self._lookups(charger_id, core.lookups_needed(snapshot, call))
         now = self.clock()
-        trace = self.wants("ocpp.message")
+        trace = self.tracing
 
         def step(current: ChargerSnapshot) -> Outcome:
             return core.handle(
@@ -209,11 +209,16 @@ class ChargerHub:
             data={"direction": direction, "message": message},
         )
 
+    @property
+    def tracing(self) -> bool:
+        """Whether raw frames are recorded: callers build them only then."""
+        return self.wants("ocpp.message")
+
     async def trace(self, charger_id: str, frames: list[tuple[str, Any]]) -> None:
         """Record frames that change no state (bad frames and their CALLERRORs, our commands
         and the chargers' answers) as ``ocpp.message`` events, if anyone subscribed. A frame
         that cannot be parsed is kept as the text received."""
-        if frames and self.wants("ocpp.message"):
+        if frames and self.tracing:
             events = [self._frame_event(charger_id, d, m) for d, m in frames]
             try:
                 await self.store.commit(UnitOfWork().put(*events))

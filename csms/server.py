@@ -257,15 +257,19 @@ class OcppServer:
                 frame.description,
                 message,
             )
-            frames: list[tuple[str, Any]] = [("in", _readable(message))]
+            answer = None
             if frame.unique_id is not None:
                 answer = encode_call_error(frame.unique_id, frame.error_code, frame.description)
-                frames.append(("out", _readable(answer)))
-            await self.hub.trace(session.charger_id, frames)
-            if frame.unique_id is not None:
+            if self.hub.tracing:  # parsed again for the event only when someone wants it
+                frames: list[tuple[str, Any]] = [("in", _readable(message))]
+                if answer is not None:
+                    frames.append(("out", _readable(answer)))
+                await self.hub.trace(session.charger_id, frames)
+            if answer is not None:
                 await session.send(answer)
         elif isinstance(frame, CallResult | CallError):
-            await self.hub.trace(session.charger_id, [("in", _readable(message))])
+            if self.hub.tracing:
+                await self.hub.trace(session.charger_id, [("in", _readable(message))])
             await self.hub.on_charger_answer(session.charger_id, frame)
 
 
