@@ -72,11 +72,14 @@ def charger_id_from_path(path: str) -> str | None:
     if len(parts) != 3 or parts[0] != "" or parts[1] != "ocpp":
         return None
     charger_id = unquote(parts[2])
-    if not 1 <= len(charger_id) <= MAX_ID_LENGTH:
-        return None
-    if any(ord(c) < 0x20 or c in "/\x7f" for c in charger_id):
-        return None
-    return charger_id
+    return charger_id if valid_charger_id(charger_id) else None
+
+
+def valid_charger_id(charger_id: str) -> bool:
+    """1-48 characters, no '/' and no control characters: what a path segment can carry."""
+    return 1 <= len(charger_id) <= MAX_ID_LENGTH and not any(
+        ord(c) < 0x20 or c in "/\x7f" for c in charger_id
+    )
 
 
 def basic_credentials(headers: Headers) -> tuple[str, str] | None:

@@ -24,7 +24,7 @@ from csms.passwords import hash_password, key_problem
 from csms.protocol.core import persisted_state
 from csms.protocol.state import RegistrationStatus
 from csms.protocol.timefmt import format_timestamp
-from csms.server import MAX_ID_LENGTH
+from csms.server import MAX_ID_LENGTH, valid_charger_id
 from storage.records import ChargerRegistration, ChargerState, Connector
 
 routes = web.RouteTableDef()
@@ -124,9 +124,7 @@ async def create_charger(request: web.Request) -> web.Response:
     body = await read_json(request)
     reject_unknown(body, _FIELDS)
     charger_id = field(body, "id", str, required=True)
-    if not 1 <= len(charger_id) <= MAX_ID_LENGTH or any(
-        ord(c) < 0x20 or c in "/\x7f" for c in charger_id
-    ):
+    if not valid_charger_id(charger_id):
         raise bad_request(
             f"id must be 1 to {MAX_ID_LENGTH} characters, without '/' or control characters",
             "invalid_field",
