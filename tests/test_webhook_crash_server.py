@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 
 import websockets
@@ -15,17 +14,12 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import PASSWORD, basic_auth, wait_for
 from tests.helpers import api_client, events_of, start_server_process
+from tests.test_webhook_crash import free_port
 from tests.test_webhook_support import receiver
 
 CHARGERS = ("CRASH-A", "CRASH-B")
 METER_VALUES = 8
 FAST_RETRIES = {"allow_private_targets": True, "retry_schedule": ["50ms"] * 40, "timeout": 2}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _drive(ocpp_url: str, charger_id: str) -> ClientConnection:
