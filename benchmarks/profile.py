@@ -78,7 +78,13 @@ def summarise(raw: str, top: int = 25) -> dict[str, Any]:
 
 
 async def record(
-    spy: str, variant: str, chargers: int, seconds: float, raw_path: Path, rate: int
+    spy: str,
+    variant: str,
+    chargers: int,
+    seconds: float,
+    raw_path: Path,
+    rate: int,
+    offered: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Run the load and py-spy; the load's result and the server's CPU and RSS meanwhile."""
     with sections._workdir() as workdir:
@@ -92,14 +98,16 @@ async def record(
                 assert server.api_port is not None
                 receiver, port = await sections.start_receiver(group, workdir)
                 await sections.register_webhook(server.api_port, port)
-            options = {
-                "mode": "closed",
+            options: dict[str, Any] = {
+                "mode": "closed" if offered is None else "open",
                 "port": server.ocpp_port,
                 "chargers": chargers,
                 "duration": seconds + 4,
                 "warmup": 3.0,
                 "concurrency": 200,
             }
+            if offered is not None:
+                options["rate"] = offered
             load = await group.spawn(
                 "load",
                 [sys.executable, "-m", "benchmarks.loadclient", json.dumps(options)],
@@ -186,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chargers", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    p.add_argument(
+        "--offered",
+        type=float,
+        default=None,
+        help="open loop: MeterValues per second in total (as the latency section); default:"
+        " closed loop (as ingest)",
+    )
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = p.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -197,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     raw_path = out / f"profile-{args.variant}-{args.chargers}-{stamp}.txt"
     result, server = asyncio.run(
-        record(spy, args.variant, args.chargers, args.seconds, raw_path, args.rate)
+        record(spy, args.variant, args.chargers, args.seconds, raw_path, args.rate, args.offered)
     )
     return report(args.variant, args.chargers, args.seconds, raw_path, result, server)
 
