@@ -75,7 +75,7 @@ class Csms:
         self.hub = hub = ChargerHub(store, ids, core_settings)
         catalog = build_catalog()
         self.webhooks = webhooks = await ThreadedWebhookService.start(
-            settings.storage.sqlite_path, delivery_config(settings.webhooks), catalog
+            store, delivery_config(settings.webhooks), catalog
         )
         stack.push_async_callback(webhooks.close)
         store.add_commit_listener(webhooks.notify)

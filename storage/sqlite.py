@@ -40,7 +40,58 @@ from storage.records import (
 
 log = logging.getLogger(__name__)
 
-CommitListener = Callable[[Sequence[Event]], None]
+# Called with the events of a commit and the pos of the first (the others follow it).
+CommitListener = Callable[[Sequence[Event], int], None]
+
+
+class Writer:
+    """The one write connection to a database file, and the one thread that uses it.
+
+    Stores on other event loops (the webhook engine's) share it: two write connections to
+    one file take turns through SQLite's busy handler, which sleeps (1, 2, 5, 10 ms ...)
+    while the other writes, and each invalidates the other's page cache.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in _PRAGMAS:
+            self.connection.execute(pragma)
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        # The last events.pos given out (AUTOINCREMENT's counter: never reused, even when the
+        # newest events were pruned). Touched only by ``thread`` from here on.
+        self._last_pos: int = self.connection.execute(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+            " COALESCE((SELECT MAX(pos) FROM events), 0))"
+        ).fetchone()[0]
+
+    async def write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> int:
+        """Write in one transaction; the pos given to the first event written (the others
+        follow it in the order of the statements' rows)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.thread, self._write, statements
+        )
+
+    def _write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> int:
+        """On the writer thread (sqlite3 releases the GIL while it works)."""
+        conn, pos = self.connection, self._last_pos
+        first = pos + 1
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in statements:
+                if sql == codec.EVENT_INSERT:
+                    sql, rows = codec.EVENT_INSERT_AT, [(p, *r) for p, r in enumerate(rows, first)]
+                    pos += len(rows)
+                conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._last_pos = pos
+        return first
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.thread, self.connection.close)
+        self.thread.shutdown(wait=True)
 
 
 class SqliteStore:
@@ -52,10 +103,12 @@ class SqliteStore:
     cost more than the writes themselves at thousands of messages per second.
     """
 
-    def __init__(self, path: str, writer: sqlite3.Connection, reader: aiosqlite.Connection):
+    def __init__(
+        self, path: str, writer: Writer, reader: aiosqlite.Connection, *, owns_writer: bool
+    ):
         self.path = path
-        self._writer = writer  # only the committer thread touches it
-        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self.writer = writer  # shared with stores opened with ``share_writer=self.writer``
+        self._owns_writer = owns_writer
         self._reader = reader  # reads of committed state
         self._pending: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
@@ -64,19 +117,20 @@ class SqliteStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: str) -> SqliteStore:
-        if path != ":memory:":
-            Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
-        setup = await _connect(path)
-        try:
-            await migrations.apply(setup)
-            reader = await _connect(path)
-        finally:
-            await setup.close()
-        writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for pragma in _PRAGMAS:
-            writer.execute(pragma)
-        store = cls(path, writer, reader)
+    async def open(cls, path: str, *, share_writer: Writer | None = None) -> SqliteStore:
+        """Open (and migrate) the file. ``share_writer``: write through that store's writer
+        (another event loop's store of the same file); it stays its owner's to close."""
+        if share_writer is None:
+            if path != ":memory:":
+                Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+            setup = await _connect(path)
+            try:
+                await migrations.apply(setup)
+            finally:
+                await setup.close()
+        reader = await _connect(path)
+        writer = share_writer or Writer(path)
+        store = cls(path, writer, reader, owns_writer=share_writer is None)
         store._committer = asyncio.create_task(store._run_committer(), name="sqlite-committer")
         return store
 
@@ -86,8 +140,8 @@ class SqliteStore:
         if self._committer is not None:
             await self._committer
         await self._reader.close()
-        await asyncio.get_running_loop().run_in_executor(self._writer_thread, self._writer.close)
-        self._writer_thread.shutdown(wait=True)
+        if self._owns_writer:
+            await self.writer.close()
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Called after every commit that wrote events (to wake the delivery engine)."""
@@ -120,7 +174,7 @@ class SqliteStore:
 
     async def _write_batch(self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]) -> None:
         try:
-            await self._transaction([unit for unit, _ in batch])
+            first_pos = await self._transaction([unit for unit, _ in batch])
         except Exception:
             if len(batch) == 1:
                 _, future = batch[0]
@@ -139,15 +193,13 @@ class SqliteStore:
         if events:
             for listener in self._listeners:
                 try:
-                    listener(events)
+                    listener(events, first_pos)
                 except Exception:
                     log.exception("commit listener failed")
 
-    async def _transaction(self, units: list[UnitOfWork]) -> None:
+    async def _transaction(self, units: list[UnitOfWork]) -> int:
         statements = codec.statements(units)  # built here, on the loop: the thread only writes
-        await asyncio.get_running_loop().run_in_executor(
-            self._writer_thread, _write, self._writer, statements
-        )
+        return await self.writer.write(statements)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -380,18 +432,6 @@ async def _connect(path: str) -> aiosqlite.Connection:
     for pragma in _PRAGMAS:
         await conn.execute(pragma)
     return conn
-
-
-def _write(conn: sqlite3.Connection, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
-    """One transaction, on the writer thread (sqlite3 releases the GIL while it works)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for sql, rows in statements:
-            conn.executemany(sql, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _commit_error() -> RuntimeError:

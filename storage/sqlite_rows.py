@@ -93,6 +93,12 @@ _SQL: dict[type, str] = {
         " VALUES (?, ?, ?, ?, ?, ?)"
     ),
 }
+EVENT_INSERT = _SQL[Event]
+# The writer gives each event its pos itself, so that it knows them without reading back.
+EVENT_INSERT_AT = (
+    "INSERT INTO events (pos, id, type, charger_id, sequence, timestamp, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 _DELETE_SQL = {
     "chargers": "DELETE FROM chargers WHERE id = ?",

@@ -185,6 +185,72 @@ def insert_delivery_of(
     )
 
 
+def upsert_delivery(row: DeliveryRow) -> Statement:
+    """The first row of a delivery that lived in memory only (written with its first outcome,
+    or when it must be visible to the store: replay, a paused endpoint); later ones update."""
+    return Statement(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, event_pos, event_id, charger_id, status,"
+        " attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,"
+        " next_attempt_at = excluded.next_attempt_at",
+        (
+            row.id,
+            row.endpoint_id,
+            row.event_pos,
+            row.event_id,
+            row.charger_id,
+            row.status,
+            row.attempts,
+            row.next_attempt_at,
+            row.created_at,
+        ),
+    )
+
+
+def settle_delivery(
+    delivery_id: int, *, status: str, attempts: int, next_attempt_at: float
+) -> Statement:
+    return Statement(
+        "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ? WHERE id = ?",
+        (status, attempts, next_attempt_at, delivery_id),
+    )
+
+
+def record_attempt(
+    *,
+    delivery_id: int,
+    attempt: int,
+    endpoint_id: str,
+    event_id: str,
+    event_type: str,
+    started_at: str,
+    finished_at: str,
+    status_code: int | None,
+    latency_ms: float,
+    error: str | None,
+    outcome: str,
+) -> Statement:
+    """An attempt, written once with its answer (with its delivery's outcome, in one unit)."""
+    return Statement(
+        "INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, endpoint_id, event_id,"
+        " event_type, started_at, finished_at, status_code, latency_ms, error, outcome)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            delivery_id,
+            attempt,
+            endpoint_id,
+            event_id,
+            event_type,
+            started_at,
+            finished_at,
+            status_code,
+            latency_ms,
+            error,
+            outcome,
+        ),
+    )
+
+
 def start_attempt(
     *,
     delivery_id: int,
@@ -356,6 +422,15 @@ async def events_after(store: SqliteStore, pos: int, limit: int) -> list[Event]:
         "SELECT * FROM events WHERE pos > ? ORDER BY pos LIMIT ?", (pos, limit)
     )
     return [codec.event(r) for r in rows]
+
+
+async def deliveries_after(store: SqliteStore, pos: int) -> set[tuple[str, int]]:
+    """(endpoint id, event pos) of every delivery row past ``pos`` (a restart's fan-out skips
+    them: those deliveries were settled, or are pending, already)."""
+    rows = await store.fetch_all(
+        "SELECT endpoint_id, event_pos FROM webhook_deliveries WHERE event_pos > ?", (pos,)
+    )
+    return {(row[0], row[1]) for row in rows}
 
 
 async def events_at(store: SqliteStore, positions: Sequence[int]) -> list[Event]:

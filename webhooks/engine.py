@@ -1,12 +1,16 @@
 """The delivery engine: the I/O shell around the pure scheduler.
 
-- Fan-out: a durable cursor over ``events.pos``. Each pass reads the events past it, creates
-  one delivery row per (subscribed active endpoint, event) and advances the cursor in the
-  same transaction, so a crash neither loses nor duplicates a fan-out; start-up catches up.
-  Woken by the store's commit listener, never by polling.
-- Dispatch: due heads get their attempt recorded (committed) before the POST; the answer is
-  recorded after. A crash mid-post leaves the delivery pending: it is retried at start with
-  the same ``webhook-id``. All bookkeeping goes through one ``Journal`` (ordered, batched).
+- Fan-out: the store's commit listener hands over each commit's events with their ``pos``;
+  they are fanned out from memory, one delivery per (subscribed active endpoint, event),
+  without reading the log back. Only a gap (events committed elsewhere, a start, an endpoint
+  becoming active) reads the log, from the last pos fanned out.
+- A delivery lives in memory until its first answer: the row is written then, with the
+  attempt and its outcome, in one unit. Nothing is written before a POST. The durable cursor
+  (``fanout_pos`` in the store) stays below the oldest delivery not written yet, so after a
+  crash the fan-out starts again from there, skipping the (endpoint, event) pairs that have
+  a row: at least once, with the same ``webhook-id``, and in order per stream.
+- All bookkeeping goes through one ``Journal`` (ordered, batched: thousands of deliveries a
+  second as a few commits).
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 from storage import webhook_tables as tables
@@ -40,6 +46,18 @@ from webhooks.scheduler import (
 from webhooks.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class _Unwritten:
+    """A delivery whose row is not written yet (what the row needs besides the outcome)."""
+
+    endpoint_id: str
+    event_pos: int
+    event_id: str
+    charger_id: str | None
+    created_at: str
+
 
 FANOUT_BATCH = 2000
 BODY_CACHE = 20_000  # envelopes kept for dispatch; the rest is read back from the store
@@ -75,7 +93,13 @@ class Engine:
         )
         self.journal = Journal(store)
         self.lock = asyncio.Lock()  # held while allocating delivery ids and writing their rows
-        self._fanout_pos = 0  # events up to here have their delivery rows
+        self._fanout_pos = 0  # events up to here are fanned out (in memory)
+        self._cursor_written = 0  # the fan-out cursor as last written to the journal
+        self._unwritten: dict[int, _Unwritten] = {}  # delivery id -> its row-to-be
+        self._unwritten_order: list[tuple[int, int]] = []  # heap of (event pos, delivery id)
+        self._notified: deque[tuple[Sequence[Event], int]] = deque()  # (events, first pos)
+        self._from_store = False  # the next fan-out pass reads the log (start, failure)
+        self._known: set[tuple[str, int]] | None = None  # rows past the cursor at start
         self._active_count = 0  # active endpoints; none: the fan-out has nothing to do
         self._last_delivery_id = 0
         self._system_sequence = 0  # sequence of events of no charger
@@ -90,7 +114,7 @@ class Engine:
 
     async def start(self, endpoints: Iterable[Endpoint]) -> None:
         counters = await tables.load_counters(self.store)
-        self._fanout_pos = counters.get(tables.FANOUT_POS, 0)
+        self._fanout_pos = self._cursor_written = counters.get(tables.FANOUT_POS, 0)
         self._last_delivery_id = max(
             counters.get(tables.DELIVERY_ID, 0), await tables.max_delivery_id(self.store)
         )
@@ -123,11 +147,16 @@ class Engine:
             for row in pending
         )
         if self._any_active():
-            self._fanout_wake.set()  # catch up with events committed while we were down
+            # Catch up with events committed while we were down, and with those fanned out
+            # before the crash whose rows were not written yet (skipping the ones written).
+            self._known = await tables.deliveries_after(self.store, self._fanout_pos)
+            self._from_store = True
+            self._fanout_wake.set()
         else:
             # Nobody to deliver to: events so far concern no endpoint (a new endpoint starts
             # after the log's end anyway), so the fan-out need not read through them.
             self._fanout_pos = max(self._fanout_pos, await tables.max_event_pos(self.store))
+            self._cursor_written = self._fanout_pos
         self._tasks = [
             asyncio.create_task(self._fanout_loop(), name="webhook-fanout"),
             asyncio.create_task(self._dispatch_loop(), name="webhook-dispatch"),
@@ -142,11 +171,12 @@ class Engine:
                 await task
         await self.journal.close()
 
-    def notify(self, events: Sequence[Event]) -> None:
-        """The store's commit listener: new events exist. With no active endpoint there is
-        nothing to fan out to (inactive ones get no new deliveries; replay fills gaps), so the
-        log is not read at all: storing events then costs nothing here."""
-        if self._active_count:
+    def notify(self, events: Sequence[Event], first_pos: int) -> None:
+        """The store's commit listener: these events were committed, at ``first_pos`` and on.
+        With no active endpoint there is nothing to fan out to (inactive ones get no new
+        deliveries; replay fills gaps), so storing events then costs nothing here."""
+        if self._active_count and events:
+            self._notified.append((events, first_pos))
             self._fanout_wake.set()
 
     def _any_active(self) -> bool:
@@ -173,6 +203,9 @@ class Engine:
             failing_since=endpoint.failing_since,
             now=self.clock(),
         )
+        if not endpoint.active:
+            # Its deliveries wait, maybe for long: written now, they hold the cursor no more.
+            self._append(self._write_out(endpoint.id))
         self.wake()
 
     def remove_endpoint(self, endpoint_id: str) -> None:
@@ -180,6 +213,8 @@ class Engine:
         self.version += 1
         self._any_active()
         self.scheduler.remove_endpoint(endpoint_id)
+        for delivery_id in [i for i, u in self._unwritten.items() if u.endpoint_id == endpoint_id]:
+            del self._unwritten[delivery_id]
 
     # -- queueing ------------------------------------------------------------------------
 
@@ -191,6 +226,7 @@ class Engine:
     def _new_delivery(
         self, endpoint_id: str, event: Event | tables.EventHead, now: float, writes: list[Write]
     ) -> Pending:
+        """A delivery written now (replay, redeliver: the store must see it at once)."""
         delivery_id = self.allocate_delivery_id()
         assert event.pos is not None
         writes.append(
@@ -216,6 +252,67 @@ class Engine:
             next_at=now,
         )
 
+    def _unwritten_delivery(
+        self, endpoint_id: str, pos: int, event: Event, now: float, created_at: str
+    ) -> Pending:
+        """A fanned-out delivery, in memory until its first answer."""
+        delivery_id = self.allocate_delivery_id()
+        self._unwritten[delivery_id] = _Unwritten(
+            endpoint_id=endpoint_id,
+            event_pos=pos,
+            event_id=event.id,
+            charger_id=event.charger_id,
+            created_at=created_at,
+        )
+        heapq.heappush(self._unwritten_order, (pos, delivery_id))
+        return Pending(
+            delivery_id=delivery_id,
+            endpoint_id=endpoint_id,
+            charger_id=event.charger_id,
+            event_pos=pos,
+            next_at=now,
+        )
+
+    def _durable_cursor(self) -> int:
+        """Events up to here have every delivery they need written (or none needed)."""
+        order = self._unwritten_order
+        while order and order[0][1] not in self._unwritten:
+            heapq.heappop(order)
+        return order[0][0] - 1 if order else self._fanout_pos
+
+    def _append(self, writes: list[Write]) -> asyncio.Future[None]:
+        """Journal these writes, and the fan-out cursor after them if it moved."""
+        cursor = self._durable_cursor()
+        if cursor != self._cursor_written:
+            writes.append(tables.set_counter(tables.FANOUT_POS, cursor))
+            self._cursor_written = cursor
+        return self.journal.append(writes)
+
+    def _write_out(self, endpoint_id: str) -> list[Write]:
+        """Rows for the endpoint's deliveries that live in memory only, as still pending."""
+        writes: list[Write] = []
+        now = self.clock()
+        for delivery_id, u in list(self._unwritten.items()):
+            if u.endpoint_id != endpoint_id:
+                continue
+            del self._unwritten[delivery_id]
+            writes.append(
+                tables.upsert_delivery(
+                    tables.DeliveryRow(
+                        id=delivery_id,
+                        endpoint_id=u.endpoint_id,
+                        event_pos=u.event_pos,
+                        event_id=u.event_id,
+                        charger_id=u.charger_id,
+                        status=tables.PENDING,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=u.created_at,
+                    )
+                )
+            )
+        return writes
+
     @property
     def fanout_pos(self) -> int:
         """Events up to this pos have been fanned out (read it under ``lock`` to rely on it)."""
@@ -234,10 +331,12 @@ class Engine:
         if not events:
             return []
         now = self.clock()
-        writes: list[Write] = []
+        # The endpoint's in-memory deliveries are written first: they come before these in
+        # their streams, and a restart rebuilds the streams in the order of the rows' ids.
+        writes = self._write_out(endpoint_id)
         pendings = [self._new_delivery(endpoint_id, e, now, writes) for e in events]
         writes.append(tables.set_counter(tables.DELIVERY_ID, self._last_delivery_id))
-        await self.journal.write(writes)
+        await asyncio.shield(self._append(writes))
         self.scheduler.add(pendings)
         self.wake()
         return [p.delivery_id for p in pendings]
@@ -258,50 +357,85 @@ class Engine:
 
     # -- fan-out -------------------------------------------------------------------------
 
+    async def write_out_locked(self, endpoint_id: str) -> None:
+        """Write the endpoint's in-memory deliveries (replay's candidate query must see them
+        as pending); the caller holds ``lock``."""
+        writes = self._write_out(endpoint_id)
+        if writes:
+            await asyncio.shield(self._append(writes))
+
     async def _fanout_loop(self) -> None:
         while True:
             await self._fanout_wake.wait()
             self._fanout_wake.clear()
             try:
-                while await self._fanout_once():
-                    pass
+                await self._fanout_notified()
             except Exception:
-                log.exception("webhook fan-out failed; retrying on the next commit")
+                log.exception("webhook fan-out failed; it reads the log on the next commit")
+                self._notified.clear()
+                self._from_store = True
 
-    async def _fanout_once(self) -> bool:
+    async def _fanout_notified(self) -> None:
+        """Fan out what the commit listener handed over, in pos order; a gap before it (or a
+        start) is filled from the log first."""
+        if self._from_store:
+            async with self.lock:
+                while await self._fanout_from_store(None):
+                    pass
+            self._from_store = False
+            self._known = None
+        while self._notified:
+            events, first = self._notified.popleft()
+            if first + len(events) - 1 <= self._fanout_pos:
+                continue  # read from the log already
+            async with self.lock:
+                while self._fanout_pos < first - 1:
+                    if not await self._fanout_from_store(first - 1):
+                        break
+                skip = self._fanout_pos + 1 - first
+                self._fan_out([(first + i, events[i]) for i in range(max(0, skip), len(events))])
+
+    async def _fanout_from_store(self, upto: int | None) -> bool:
+        """One batch of the log past the fan-out position (up to ``upto``); more to read?"""
         events = await tables.events_after(self.store, self._fanout_pos, FANOUT_BATCH)
+        if upto is not None:
+            events = [e for e in events if e.pos is not None and e.pos <= upto]
         if not events:
             return False
-        async with self.lock:
-            now = self.clock()
-            writes: list[Write] = []
-            pendings: list[Pending] = []
-            active = [e for e in self.endpoints.values() if e.active]
-            for event in events:
-                assert event.pos is not None
-                if event.type == WEBHOOK_TEST:
-                    continue  # sent to its one endpoint by the test call itself
-                for endpoint in active:
-                    if event.pos > endpoint.from_pos and endpoint.wants(
-                        event.type, event.charger_id
-                    ):
-                        pendings.append(self._new_delivery(endpoint.id, event, now, writes))
-                if pendings and pendings[-1].event_pos == event.pos:
-                    self._cache_body(event)
-            last = events[-1].pos
-            assert last is not None
-            writes.append(tables.set_counter(tables.FANOUT_POS, last))
-            if pendings:
-                writes.append(tables.set_counter(tables.DELIVERY_ID, self._last_delivery_id))
-            await self.journal.write(writes)
-            self._fanout_pos = last
-        self.scheduler.add(pendings)
-        self.wake()
+        self._fan_out([(e.pos, e) for e in events if e.pos is not None])
         return len(events) == FANOUT_BATCH
 
-    def _cache_body(self, event: Event) -> tuple[str, str, bytes]:
-        assert event.pos is not None
-        entry = self._bodies[event.pos] = (event.id, event.type, envelope_body(event))
+    def _fan_out(self, items: Sequence[tuple[int, Event]]) -> None:
+        """Deliveries for these events (in pos order), in memory; hold ``lock``."""
+        if not items:
+            return
+        now = self.clock()
+        created_at = iso_utc(now)
+        known = self._known
+        pendings: list[Pending] = []
+        active = [e for e in self.endpoints.values() if e.active]
+        for pos, event in items:
+            if event.type == WEBHOOK_TEST:
+                continue  # sent to its one endpoint by the test call itself
+            wanted = False
+            for endpoint in active:
+                if pos > endpoint.from_pos and endpoint.wants(event.type, event.charger_id):
+                    if known is not None and (endpoint.id, pos) in known:
+                        continue  # written before a restart: pending or settled already
+                    pendings.append(
+                        self._unwritten_delivery(endpoint.id, pos, event, now, created_at)
+                    )
+                    wanted = True
+            if wanted:
+                self._cache_body(pos, event)
+        self._fanout_pos = items[-1][0]
+        if not pendings and self._durable_cursor() != self._cursor_written:
+            self._append([])  # nothing to deliver: only the cursor moves
+        self.scheduler.add(pendings)
+        self.wake()
+
+    def _cache_body(self, pos: int, event: Event) -> tuple[str, str, bytes]:
+        entry = self._bodies[pos] = (event.id, event.type, envelope_body(event))
         if len(self._bodies) > BODY_CACHE:
             del self._bodies[next(iter(self._bodies))]
         return entry
@@ -341,7 +475,7 @@ class Engine:
         if missing:
             for event in await tables.events_at(self.store, missing):
                 assert event.pos is not None
-                found[event.pos] = self._cache_body(event)
+                found[event.pos] = self._cache_body(event.pos, event)
         return found
 
     async def _run_batch(self, batch: list[Dispatch]) -> None:
@@ -356,42 +490,26 @@ class Engine:
             return
         now = self.clock()
         writes: list[Write] = []
-        ready: list[tuple[Dispatch, Endpoint, str, bytes]] = []
+        ready: list[tuple[Dispatch, Endpoint, tuple[str, str, bytes]]] = []
         for d in batch:
             endpoint = self.endpoints.get(d.endpoint_id)
             found = bodies.get(d.event_pos)
             if endpoint is None or found is None:
                 # a deleted endpoint, or an event gone from the store: nothing to post
                 self.scheduler.discard(d.delivery_id)
-                writes.append(
-                    tables.set_delivery(d.delivery_id, status=tables.FAILED, next_attempt_at=now)
-                )
+                writes.append(self._settle(d, tables.FAILED, now))
                 continue
-            event_id, event_type, body = found
-            writes += tables.start_attempt(
-                delivery_id=d.delivery_id,
-                attempt=d.attempt,
-                endpoint_id=d.endpoint_id,
-                event_id=event_id,
-                event_type=event_type,
-                started_at=iso_utc(now),
-            )
-            ready.append((d, endpoint, event_id, body))
-        if not ready:
-            self.journal.append(writes)
+            ready.append((d, endpoint, found))
+        if writes:
+            self._append(writes)
             self.wake()
-            return
-        try:
-            await self.journal.write(writes)  # the attempt is durable before the POST
-        except Exception:
-            # Not recorded, so not sent: count it as a failed attempt and retry on schedule,
-            # rather than leave these streams with a head in flight for ever.
-            for d, *_ in ready:
-                self._finish(d, AttemptResult(status_code=None, latency_ms=0, error="not recorded"))
-            return
-        await asyncio.gather(*(self._deliver(*item) for item in ready))
+        if ready:
+            await asyncio.gather(*(self._deliver(d, e, found, now) for d, e, found in ready))
 
-    async def _deliver(self, d: Dispatch, endpoint: Endpoint, event_id: str, body: bytes) -> None:
+    async def _deliver(
+        self, d: Dispatch, endpoint: Endpoint, found: tuple[str, str, bytes], started: float
+    ) -> None:
+        event_id, _, body = found
         try:
             result = await self.poster.post(
                 endpoint, event_id=event_id, body=body, timestamp=int(self.clock())
@@ -399,11 +517,38 @@ class Engine:
         except Exception as exc:  # a bug of ours must not wedge the stream
             log.exception("posting %s to %s failed", event_id, endpoint.id)
             result = AttemptResult(status_code=None, latency_ms=0, error=f"internal: {exc}")
-        self._finish(d, result)
+        self._finish(d, result, (found, started))
 
-    def _finish(self, d: Dispatch, result: AttemptResult) -> None:
+    def _settle(self, d: Dispatch, status: str, next_attempt_at: float) -> Write:
+        """The delivery's row after an answer: its first row if it lived in memory."""
+        unwritten = self._unwritten.pop(d.delivery_id, None)
+        if unwritten is None:
+            return tables.settle_delivery(
+                d.delivery_id, status=status, attempts=d.attempt, next_attempt_at=next_attempt_at
+            )
+        return tables.upsert_delivery(
+            tables.DeliveryRow(
+                id=d.delivery_id,
+                endpoint_id=unwritten.endpoint_id,
+                event_pos=unwritten.event_pos,
+                event_id=unwritten.event_id,
+                charger_id=unwritten.charger_id,
+                status=status,
+                attempts=d.attempt,
+                next_attempt_at=next_attempt_at,
+                created_at=unwritten.created_at,
+            )
+        )
+
+    def _finish(
+        self,
+        d: Dispatch,
+        result: AttemptResult,
+        sent: tuple[tuple[str, str, bytes], float] | None = None,
+    ) -> None:
         """Record an answer: the scheduler decides, the journal persists (in this order, with
-        no await between, so the next head's attempt record can only come after)."""
+        no await between, so the next head's records can only come after). ``sent``: the
+        event posted and when (None: nothing was posted, so no attempt row)."""
         now = self.clock()
         retry_after = parse_retry_after(result.retry_after, now)
         decision = self.scheduler.record(
@@ -414,25 +559,28 @@ class Engine:
             ),
             now,
         )
-        writes: list[Write] = [
-            tables.finish_attempt(
-                delivery_id=d.delivery_id,
-                attempt=d.attempt,
-                finished_at=iso_utc(now),
-                status_code=result.status_code,
-                latency_ms=result.latency_ms,
-                error=result.error,
-                outcome=tables.SUCCEEDED if result.succeeded else tables.FAILED,
+        writes: list[Write] = []
+        if sent is not None:
+            (event_id, event_type, _), started = sent
+            writes.append(
+                tables.record_attempt(
+                    delivery_id=d.delivery_id,
+                    attempt=d.attempt,
+                    endpoint_id=d.endpoint_id,
+                    event_id=event_id,
+                    event_type=event_type,
+                    started_at=iso_utc(started),
+                    finished_at=iso_utc(now),
+                    status_code=result.status_code,
+                    latency_ms=result.latency_ms,
+                    error=result.error,
+                    outcome=tables.SUCCEEDED if result.succeeded else tables.FAILED,
+                )
             )
-        ]
         status = {Verdict.SUCCEEDED: tables.SUCCEEDED, Verdict.FAILED: tables.FAILED}.get(
             decision.verdict, tables.PENDING
         )
-        writes.append(
-            tables.set_delivery(
-                d.delivery_id, status=status, next_attempt_at=decision.next_at or now
-            )
-        )
+        writes.append(self._settle(d, status, decision.next_at or now))
         endpoint = self.endpoints.get(d.endpoint_id)
         if endpoint is not None:
             if decision.disabled_reason is not None:
@@ -442,7 +590,7 @@ class Engine:
                     endpoint, failing_since=decision.failing_since
                 )
                 writes.append(tables.set_failing_since(endpoint.id, decision.failing_since))
-        self.journal.append(writes)
+        self._append(writes)
         self.wake()
         for observer in self._observers:
             observer(d, result, decision)
@@ -467,6 +615,7 @@ class Engine:
         _, writes = self.system_event(
             WEBHOOK_DISABLED, {"webhookId": endpoint.id, "url": endpoint.url, "reason": reason}
         )
+        writes += self._write_out(endpoint.id)  # they wait now: they must not hold the cursor
         return [
             tables.set_endpoint_health(
                 endpoint.id,
@@ -490,7 +639,7 @@ class Engine:
 
     async def prune_once(self) -> None:
         plan = plan_prune(
-            now=self.clock(), retention=self.config.retention, fanout_cursor=self._fanout_pos
+            now=self.clock(), retention=self.config.retention, fanout_cursor=self._cursor_written
         )
         if plan is None:
             return

@@ -121,9 +121,9 @@ class WebhookService:
         await self.engine.close()
         await self._session.close()
 
-    def notify(self, events: Sequence[Event]) -> None:
-        """Give this to ``store.add_commit_listener``: it wakes the fan-out."""
-        self.engine.notify(events)
+    def notify(self, events: Sequence[Event], first_pos: int) -> None:
+        """Give this to ``store.add_commit_listener``: it hands the events to the fan-out."""
+        self.engine.notify(events, first_pos)
 
     def wants(self, event_type: str) -> bool:
         """Is any active endpoint subscribed to this type? (Store ``ocpp.message`` only then.)"""
@@ -338,6 +338,7 @@ class WebhookService:
             # Under the engine's lock and only up to the fan-out cursor: events past it will
             # be fanned out to the endpoint as it is now, and must not be queued twice.
             async with engine.lock:
+                await engine.write_out_locked(endpoint_id)  # pending ones must show as pending
                 heads = await tables.replay_candidates(
                     self.store,
                     endpoint_id=endpoint_id,

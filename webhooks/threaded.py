@@ -5,7 +5,9 @@ attempt, post, record the result) waits for a full turn of that loop, which unde
 the time to handle one message of every busy charger (~300 ms with 1,000 of them). Delivery
 then falls seconds behind ingest. On its own loop, its awaits wait only for its own work;
 the two loops share the CPU through the GIL. The delivery engine keeps its own store
-connections to the same SQLite file (WAL: readers never block, writers take turns).
+reader to the same SQLite file (WAL: readers never block) and writes through the CSMS's one
+writer connection and thread (two writers would take turns through SQLite's sleeping busy
+handler).
 
 ``ThreadedWebhookService`` offers what the CSMS and the admin API use of ``WebhookService``:
 coroutines run on the service's loop and are awaited from the caller's; the few plain reads
@@ -59,16 +61,19 @@ class ThreadedWebhookService:
 
     @classmethod
     async def start(
-        cls, store_path: str, config: DeliveryConfig, catalog: Catalog
+        cls, main_store: SqliteStore, config: DeliveryConfig, catalog: Catalog
     ) -> ThreadedWebhookService:
+        """The service's own reader, and writes through ``main_store``'s one writer."""
         loop = _new_loop()
         thread = threading.Thread(target=loop.run_forever, name="webhooks", daemon=True)
         thread.start()
 
         async def open_service() -> tuple[SqliteStore, WebhookService]:
-            store = await SqliteStore.open(store_path)
+            store = await SqliteStore.open(main_store.path, share_writer=main_store.writer)
             try:
-                return store, await WebhookService.start(store, config, catalog)
+                service = await WebhookService.start(store, config, catalog)
+                store.add_commit_listener(service.notify)  # its own events (webhook.disabled)
+                return store, service
             except BaseException:
                 await store.close()
                 raise
@@ -97,11 +102,11 @@ class ThreadedWebhookService:
 
     # -- what the CSMS calls --------------------------------------------------------------
 
-    def notify(self, events: Sequence[Event]) -> None:
-        """The main store's commit listener: wake the fan-out on the service's loop."""
+    def notify(self, events: Sequence[Event], first_pos: int) -> None:
+        """The main store's commit listener: hand the events to the service's loop."""
         if not self._closed:
             with contextlib.suppress(RuntimeError):  # the loop is stopping
-                self._loop.call_soon_threadsafe(self.service.notify, events)
+                self._loop.call_soon_threadsafe(self.service.notify, events, first_pos)
 
     def wants(self, event_type: str) -> bool:
         return self.service.wants(event_type)
