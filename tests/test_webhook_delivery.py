@@ -277,3 +277,28 @@ async def test_a_backlog_larger_than_the_body_cache_loses_nothing(tmp_path, monk
         for charger in chargers:
             got = [e["sequence"] for e in rec.delivered() if e["chargerId"] == charger]
             assert got == list(range(1, 9))
+
+
+async def test_replay_does_not_queue_again_what_waits_in_memory(tmp_path):
+    """Deliveries behind a failing head live in memory only (their rows come with their
+    first answer); a replay meanwhile must see them as pending, not queue them twice."""
+    healthy = False
+
+    async def respond(envelope, nth):
+        return (200, {}) if healthy else (500, {})
+
+    async with (
+        receiver(respond) as rec,
+        webhook_service(str(tmp_path / "db")) as (store, service),
+    ):
+        endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        source = EventSource(store)
+        await source.emit("CP-1", 5)
+        await rec.wait_for(lambda: len(rec.requests) >= 1)  # the head failed; 2-5 wait
+        queued = await service.replay(
+            endpoint.id, since="2026-01-01T00:00:00.000Z", until=None, only_failed=False
+        )
+        assert queued == 0
+        healthy = True
+        await rec.wait_for(lambda: len(rec.delivered()) == 5, timeout=20)
+        assert [e["sequence"] for e in rec.delivered()] == [1, 2, 3, 4, 5]

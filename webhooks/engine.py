@@ -359,10 +359,9 @@ class Engine:
 
     async def write_out_locked(self, endpoint_id: str) -> None:
         """Write the endpoint's in-memory deliveries (replay's candidate query must see them
-        as pending); the caller holds ``lock``."""
-        writes = self._write_out(endpoint_id)
-        if writes:
-            await asyncio.shield(self._append(writes))
+        as pending), and wait until every outcome recorded so far is durable too (it must see
+        those as settled); the caller holds ``lock``."""
+        await asyncio.shield(self._append(self._write_out(endpoint_id)))
 
     async def _fanout_loop(self) -> None:
         while True:
