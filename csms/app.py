@@ -7,6 +7,7 @@ in-process); ``serve(settings)`` does the same and waits for SIGINT/SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import signal
@@ -154,8 +155,26 @@ async def _api_tokens(settings: Settings, store: SqliteStore) -> tuple[list[str]
     return [token_digest(token)], token
 
 
+# Young collections every 50,000 allocations instead of 700, and a full one every 100
+# middle ones instead of 10: with the defaults, collections of the live chargers' state took
+# about a third of the server's CPU under load (ingest N=1000: 3,960 -> 5,090 calls/s).
+# Cyclic garbage is still collected, later; the objects of start-up are frozen out of it.
+GC_THRESHOLDS = (50_000, 20, 100)
+# The webhook engine's loop runs in a thread: a loop waiting for the GIL gets it after at
+# most this long instead of 5 ms (end-to-end latency at 1,000 events/s: p99 55 -> 33 ms).
+SWITCH_INTERVAL = 0.001
+
+
+def tune_runtime() -> None:
+    """Interpreter settings for a long-running server, measured with ``benchmarks/``."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL)
+
+
 async def serve(settings: Settings) -> None:
     csms = await Csms.start(settings)
+    tune_runtime()
     print(f"chargehook: OCPP endpoint {csms.ocpp_url}/{{chargerId}}", flush=True)
     print(f"chargehook: admin API {csms.api_url}/api/v1", flush=True)
     print(f"chargehook: storage {settings.storage.url}", flush=True)
