@@ -81,6 +81,20 @@ class Transaction:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionProgress:
+    """A running transaction's latest reading: an update of the columns MeterValues changes.
+
+    Written instead of the whole row, which an ``INSERT OR REPLACE`` deletes and inserts
+    again in the table and in each of its indexes (a page of each, per message).
+    """
+
+    id: int
+    last_meter: JSONDict | None
+    energy_wh: float | None
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MeterSample:
     """One ``meterValue`` element as received (its sampled values kept raw)."""
 
@@ -187,6 +201,7 @@ Record = (
     | ChargerState
     | Connector
     | Transaction
+    | TransactionProgress
     | MeterSample
     | IdTag
     | Event

@@ -24,6 +24,7 @@ from storage.records import (
     Record,
     Statement,
     Transaction,
+    TransactionProgress,
     UnitOfWork,
     UnknownStop,
 )
@@ -65,6 +66,9 @@ _SQL: dict[type, str] = {
         " meter_start, started_at, reservation_id, command_id, meter_stop, stopped_at,"
         " stop_reason, stop_id_tag, last_meter, energy_wh, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    TransactionProgress: (
+        "UPDATE transactions SET last_meter = ?, energy_wh = ?, updated_at = ? WHERE id = ?"
     ),
     MeterSample: (
         "INSERT INTO meter_values (charger_id, connector_id, transaction_id, timestamp, digest,"
@@ -182,6 +186,9 @@ def statement_of(record: Record | Delete | Statement) -> tuple[str, tuple[Any, .
                 t.created_at,
                 t.updated_at,
             )
+        case TransactionProgress():
+            p = record
+            params = (dumps(p.last_meter), p.energy_wh, p.updated_at, p.id)
         case MeterSample():
             m = record
             params = (
@@ -219,9 +226,12 @@ def statement_of(record: Record | Delete | Statement) -> tuple[str, tuple[Any, .
 def statements(units: Iterable[UnitOfWork]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """Group the rows of several units by statement, keeping each statement's row order.
 
-    Rows are whole-row upserts and inserts, so grouping keeps the outcome; a Delete or a raw
-    Statement breaks that argument, so a batch with one is written in order instead (runs of
-    the same statement still go together).
+    Rows are whole-row upserts and inserts, so grouping keeps the outcome. The one update,
+    ``TransactionProgress``, never meets the upsert of its own row in a batch: both come from
+    messages of the transaction's charger, and a charger has at most one unit in a batch (its
+    lock is held until its unit is committed). A Delete or a raw Statement breaks the
+    argument, so a batch with one is written in order instead (runs of the same statement
+    still go together).
     """
     writes = [w for unit in units for w in unit.writes]
     if any(isinstance(w, Delete | Statement) for w in writes):

@@ -30,6 +30,7 @@ from storage.records import (
     IdTag,
     MeterSample,
     Transaction,
+    TransactionProgress,
 )
 
 NOW = datetime(2026, 2, 6, 14, 30, tzinfo=UTC)
@@ -496,7 +497,8 @@ def test_meter_values_in_a_transaction() -> None:
         "meterValue": [element],
     }
     sample, updated = outcome.writes
-    assert isinstance(sample, MeterSample) and isinstance(updated, Transaction)
+    assert isinstance(sample, MeterSample) and isinstance(updated, TransactionProgress)
+    assert updated.id == 7 and updated.updated_at == "2026-02-06T14:30:00.000Z"  # receipt
     assert sample.transaction_id == 7 and sample.sampled_value == element["sampledValue"]
     assert updated.energy_wh == 500.5 and updated.last_meter["powerW"] == 7200.0  # type: ignore[index]
     assert outcome.snapshot.active[7].energy_wh == 500.5

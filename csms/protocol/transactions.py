@@ -19,7 +19,7 @@ from csms.protocol.meter import normalise
 from csms.protocol.outcome import Ctx, DomainEvent, Outcome, bad_value, is_int
 from csms.protocol.state import JSON, RECENT_DIGESTS, ChargerSnapshot, Lookups, RemoteStart
 from csms.protocol.timefmt import format_timestamp, parse_timestamp
-from storage.records import MeterSample, Record, Transaction, UnknownStop
+from storage.records import MeterSample, Record, Transaction, TransactionProgress, UnknownStop
 
 # StopTransaction.req reason when the charger leaves it out (OCPP 1.6, 6.52).
 DEFAULT_STOP_REASON = "Local"
@@ -115,10 +115,13 @@ def meter_values(snap: ChargerSnapshot, payload: JSON, ctx: Ctx) -> Outcome:
         data.update(_reading_fields(reading))
         data["energyWh"] = energy
         data["meterValue"] = fresh
+        progress = TransactionProgress(
+            id=tx.id, last_meter=reading, energy_wh=energy, updated_at=ctx.stamp
+        )
         return Outcome(
             snapshot=snap,
             reply={},
-            writes=[*rows, updated],
+            writes=[*rows, progress],
             events=[DomainEvent(type="transaction.updated", data=data)],
         )
     data = {"connectorId": connector_id}
