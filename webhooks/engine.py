@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import heapq
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
 from storage import webhook_tables as tables
@@ -103,7 +103,9 @@ class Engine:
         self._active_count = 0  # active endpoints; none: the fan-out has nothing to do
         self._last_delivery_id = 0
         self._system_sequence = 0  # sequence of events of no charger
-        self._bodies: dict[int, tuple[str, str, bytes]] = {}  # pos -> (id, type, body)
+        # pos -> (id, type, body), oldest first. An OrderedDict: evicting a plain dict's first
+        # key walks over the slots of every key deleted before it (O(n) per eviction).
+        self._bodies: OrderedDict[int, tuple[str, str, bytes]] = OrderedDict()
         self._fanout_wake = asyncio.Event()
         self._dispatch_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -436,7 +438,7 @@ class Engine:
     def _cache_body(self, pos: int, event: Event) -> tuple[str, str, bytes]:
         entry = self._bodies[pos] = (event.id, event.type, envelope_body(event))
         if len(self._bodies) > BODY_CACHE:
-            del self._bodies[next(iter(self._bodies))]
+            self._bodies.popitem(last=False)
         return entry
 
     # -- dispatch ------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 
@@ -45,7 +44,7 @@ def secret_key(secret: str) -> bytes:
 
 def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    digest = hmac.digest(key, signed, "sha256")  # one C call (hmac.new builds an object)
     return "v1," + base64.b64encode(digest).decode()
 
 

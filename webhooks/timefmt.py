@@ -7,15 +7,14 @@ from datetime import UTC, datetime
 
 def iso_utc(seconds: float) -> str:
     millis = int(seconds * 1000)
-    if millis == _last[0]:
-        return _last[1]  # hot path: many rows share a millisecond
-    moment = datetime.fromtimestamp(millis / 1000, UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
-    _last[0], _last[1] = millis, text
-    return text
+    second, milli = divmod(millis, 1000)
+    if second != _last[0]:  # hot path: many rows share a second
+        moment = datetime.fromtimestamp(second, UTC)
+        _last[0], _last[1] = second, moment.strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{_last[1]}{milli:03d}Z"
 
 
-_last: list = [None, ""]  # the last (millis, text) formatted
+_last: list = [None, ""]  # the last second formatted, up to its "."
 
 
 def parse_iso(text: str) -> float:
