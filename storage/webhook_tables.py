@@ -433,12 +433,40 @@ async def deliveries_after(store: SqliteStore, pos: int) -> set[tuple[str, int]]
     return {(row[0], row[1]) for row in rows}
 
 
-async def events_at(store: SqliteStore, positions: Sequence[int]) -> list[Event]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredEvent:
+    """An event as the log holds it, its data still JSON text."""
+
+    pos: int
+    id: str
+    type: str
+    timestamp: str
+    charger_id: str | None
+    sequence: int | None
+    data_json: str
+
+
+async def stored_events_at(store: SqliteStore, positions: Sequence[int]) -> list[StoredEvent]:
     if not positions:
         return []
     marks = ",".join("?" * len(positions))
-    rows = await store.fetch_all(f"SELECT * FROM events WHERE pos IN ({marks})", list(positions))
-    return [codec.event(r) for r in rows]
+    rows = await store.fetch_all(
+        f"SELECT pos, id, type, timestamp, charger_id, sequence, data FROM events"
+        f" WHERE pos IN ({marks})",
+        list(positions),
+    )
+    return [
+        StoredEvent(
+            pos=r[0],
+            id=r[1],
+            type=r[2],
+            timestamp=r[3],
+            charger_id=r[4],
+            sequence=r[5],
+            data_json=r[6],
+        )
+        for r in rows
+    ]
 
 
 async def event_by_id(store: SqliteStore, event_id: str) -> Event | None:

@@ -29,7 +29,7 @@ from storage.sqlite import SqliteStore
 from webhooks.catalog import WEBHOOK_DISABLED, WEBHOOK_TEST
 from webhooks.config import DeliveryConfig
 from webhooks.endpoints import Endpoint, EndpointStatus
-from webhooks.envelope import envelope_body
+from webhooks.envelope import envelope_body, envelope_body_of_stored
 from webhooks.journal import Journal, Write
 from webhooks.poster import AttemptResult, Poster
 from webhooks.retention import plan_prune
@@ -436,7 +436,10 @@ class Engine:
         self.wake()
 
     def _cache_body(self, pos: int, event: Event) -> tuple[str, str, bytes]:
-        entry = self._bodies[pos] = (event.id, event.type, envelope_body(event))
+        return self._cache(pos, (event.id, event.type, envelope_body(event)))
+
+    def _cache(self, pos: int, entry: tuple[str, str, bytes]) -> tuple[str, str, bytes]:
+        self._bodies[pos] = entry
         if len(self._bodies) > BODY_CACHE:
             self._bodies.popitem(last=False)
         return entry
@@ -447,7 +450,7 @@ class Engine:
         while True:
             batch = self.scheduler.due(self.clock())
             if batch:
-                self._spawn(self._run_batch(batch))
+                self._dispatch(batch)
                 continue
             wakeup = self.scheduler.next_wakeup()
             delay = None if wakeup is None else max(0.0, wakeup - self.clock())
@@ -474,10 +477,49 @@ class Engine:
             else:
                 found[d.event_pos] = cached
         if missing:
-            for event in await tables.events_at(self.store, missing):
-                assert event.pos is not None
-                found[event.pos] = self._cache_body(event.pos, event)
+            for stored in await tables.stored_events_at(self.store, missing):
+                found[stored.pos] = self._cache(
+                    stored.pos,
+                    (
+                        stored.id,
+                        stored.type,
+                        envelope_body_of_stored(
+                            event_id=stored.id,
+                            event_type=stored.type,
+                            timestamp=stored.timestamp,
+                            charger_id=stored.charger_id,
+                            sequence=stored.sequence,
+                            data_json=stored.data_json,
+                        ),
+                    ),
+                )
         return found
+
+    def _dispatch(self, batch: list[Dispatch]) -> None:
+        """A task per POST whose body is cached; one task reads the others' bodies first."""
+        missing: list[Dispatch] = []
+        now = self.clock()
+        for d in batch:
+            found = self._bodies.get(d.event_pos)
+            if found is None:
+                missing.append(d)
+                continue
+            endpoint = self.endpoints.get(d.endpoint_id)
+            if endpoint is None:
+                self._drop([d], now)
+            else:
+                self._spawn(self._deliver(d, endpoint, found, now))
+        if missing:
+            self._spawn(self._run_batch(missing))
+
+    def _drop(self, batch: list[Dispatch], now: float) -> None:
+        """Nothing to post (a deleted endpoint, an event gone from the store): given up."""
+        writes: list[Write] = []
+        for d in batch:
+            self.scheduler.discard(d.delivery_id)
+            writes.append(self._settle(d, tables.FAILED, now))
+        self._append(writes)
+        self.wake()
 
     async def _run_batch(self, batch: list[Dispatch]) -> None:
         try:
@@ -490,22 +532,16 @@ class Engine:
                 self._finish(d, AttemptResult(status_code=None, latency_ms=0, error="not read"))
             return
         now = self.clock()
-        writes: list[Write] = []
-        ready: list[tuple[Dispatch, Endpoint, tuple[str, str, bytes]]] = []
+        gone: list[Dispatch] = []
         for d in batch:
             endpoint = self.endpoints.get(d.endpoint_id)
             found = bodies.get(d.event_pos)
             if endpoint is None or found is None:
-                # a deleted endpoint, or an event gone from the store: nothing to post
-                self.scheduler.discard(d.delivery_id)
-                writes.append(self._settle(d, tables.FAILED, now))
-                continue
-            ready.append((d, endpoint, found))
-        if writes:
-            self._append(writes)
-            self.wake()
-        if ready:
-            await asyncio.gather(*(self._deliver(d, e, found, now) for d, e, found in ready))
+                gone.append(d)
+            else:
+                self._spawn(self._deliver(d, endpoint, found, now))
+        if gone:
+            self._drop(gone, now)
 
     async def _deliver(
         self, d: Dispatch, endpoint: Endpoint, found: tuple[str, str, bytes], started: float
