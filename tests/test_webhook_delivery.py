@@ -302,3 +302,20 @@ async def test_replay_does_not_queue_again_what_waits_in_memory(tmp_path):
         healthy = True
         await rec.wait_for(lambda: len(rec.delivered()) == 5, timeout=20)
         assert [e["sequence"] for e in rec.delivered()] == [1, 2, 3, 4, 5]
+
+
+async def test_cookies_set_by_a_receiver_are_not_sent_back(tmp_path):
+    async def respond(envelope, nth):
+        return 200, {"Set-Cookie": "session=abc; Path=/"}
+
+    async with (
+        receiver(respond) as rec,
+        webhook_service(str(tmp_path / "db")) as (store, service),
+    ):
+        # a host name: aiohttp's cookie jar ignores cookies of IP-address hosts anyway
+        url = rec.url.replace("127.0.0.1", "localhost")
+        await service.create_endpoint({"url": url, "enabledEvents": ["*"]})
+        source = EventSource(store)
+        await source.emit("CP-1", 3)
+        await rec.wait_for(lambda: len(rec.delivered()) == 3)
+        assert all("Cookie" not in r.headers for r in rec.requests)
