@@ -1,67 +1,9 @@
-"""Fresh identifiers: event ids, command ids, transaction ids.
-
-Event ids are ``evt_`` + 7 base62 characters of the millisecond clock + 12 random base62
-characters (~71 bits), as in ``evt_1Tq3Bzu7fK2mXq9LrP0aW``: unique and unguessable, with
-no ``.`` (DESIGN 4: they stand in the Standard Webhooks signed content
-``{id}.{timestamp}.{body}``). The time prefix makes ids of one moment sort together, so
-that each insert into the events' unique index lands on the same few pages instead of a
-random one (a page written to the WAL per event: -8 us of writing per MeterValues).
-"""
+"""The running server's ids: transaction ids counted up, event and command ids fresh (the
+formats are in ``storage.ids``)."""
 
 from __future__ import annotations
 
-import secrets
-import string
-import time
-
-_ALPHABET = string.ascii_letters + string.digits
-_SORTABLE = string.digits + string.ascii_uppercase + string.ascii_lowercase  # in ASCII order
-_TIME_CHARS = 7  # 62**7 ms: until the year 2081
-
-
-class _RandomBytes:
-    """CSPRNG bytes read 8 KiB at a time: one ``os.urandom`` per event id was a measurable
-    share of the hot path."""
-
-    def __init__(self, chunk: int = 8192) -> None:
-        self._chunk = chunk
-        self._buffer = b""
-        self._offset = 0
-
-    def take(self, size: int) -> bytes:
-        if self._offset + size > len(self._buffer):
-            self._buffer, self._offset = secrets.token_bytes(max(self._chunk, size)), 0
-        start = self._offset
-        self._offset += size
-        return self._buffer[start : self._offset]
-
-
-_random_bytes = _RandomBytes()
-
-
-def random_id(prefix: str, length: int = 16) -> str:
-    """``prefix`` + ``length`` base62 characters from CSPRNG bytes (~95 bits for 16)."""
-    number = int.from_bytes(_random_bytes.take(length), "big")
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, 62)
-        chars.append(_ALPHABET[digit])
-    return prefix + "".join(chars)
-
-
-def _base62(number: int, length: int, alphabet: str) -> str:
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, 62)
-        chars.append(alphabet[digit])
-    return "".join(reversed(chars))
-
-
-def time_ordered_id(prefix: str, now_ms: int | None = None, random_chars: int = 12) -> str:
-    """``prefix`` + the millisecond clock in 7 characters that sort as it does + random."""
-    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    number = int.from_bytes(_random_bytes.take(random_chars), "big")
-    return prefix + _base62(ms, _TIME_CHARS, _SORTABLE) + _base62(number, random_chars, _ALPHABET)
+from storage.ids import random_id, time_ordered_id
 
 
 class IdSource:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import secrets
-import string
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from storage import webhook_tables as tables
+from storage.ids import time_ordered_id
 from storage.records import Event
 from storage.sqlite import SqliteStore
 from webhooks import secretbox
@@ -48,13 +48,12 @@ from webhooks.targets import TargetError, check_target
 from webhooks.timefmt import iso_utc
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
-_ALPHABET = string.ascii_letters + string.digits
 REPLAY_CHUNK = 1000
 
 
 def new_id(prefix: str) -> str:
-    """``prefix_`` + 16 base62 characters (about 95 bits), as in ``evt_2Yt0cJ6kqV1xWw0s``."""
-    return prefix + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+    """``prefix_`` + a time-ordered id, as the CSMS's events have (``storage.ids``)."""
+    return time_ordered_id(prefix + "_")
 
 
 class NotFound(LookupError):
