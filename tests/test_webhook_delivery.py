@@ -5,7 +5,7 @@ from __future__ import annotations
 import standardwebhooks
 import svix.webhooks
 
-from tests.test_webhook_support import FAST, EventSource, receiver, webhook_service
+from tests.test_webhook_support import FAST, EventSource, receiver, settled, webhook_service
 
 
 async def test_every_request_verifies_with_both_libraries(tmp_path):
@@ -319,3 +319,40 @@ async def test_cookies_set_by_a_receiver_are_not_sent_back(tmp_path):
         await source.emit("CP-1", 3)
         await rec.wait_for(lambda: len(rec.delivered()) == 3)
         assert all("Cookie" not in r.headers for r in rec.requests)
+
+
+async def test_a_failing_stream_has_its_waiting_deliveries_written(tmp_path):
+    """Deliveries flow through memory; once a stream's head fails, the ones behind it (which
+    may now wait for hours) are written as pending, so the fan-out cursor, and with it
+    retention and a restart's catch-up, are not held back by them."""
+    import dataclasses
+
+    config = dataclasses.replace(FAST, retry_schedule=(3600.0,))
+
+    async def respond(envelope, nth):
+        return (500, {}) if envelope["chargerId"] == "CP-1" else (200, {})
+
+    async with (
+        receiver(respond) as rec,
+        webhook_service(str(tmp_path / "db"), config) as (store, service),
+    ):
+        await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        source = EventSource(store)
+        await source.emit("CP-1", 5)
+        await source.emit("CP-2", 1)
+        await rec.wait_for(lambda: len(rec.requests) == 2)  # CP-1's head failed, CP-2 done
+        await settled(service, lambda: service.engine.scheduler.in_flight == 0)
+        await service.engine.journal.write([])  # what was recorded so far is durable
+        rows = await store.fetch_all(
+            "SELECT charger_id, status, attempts FROM webhook_deliveries ORDER BY id"
+        )
+        assert [tuple(r) for r in rows] == [
+            ("CP-1", "pending", 1),
+            *[("CP-1", "pending", 0)] * 4,
+            ("CP-2", "succeeded", 1),
+        ]
+        cursor = await store.fetch_one(
+            "SELECT value FROM webhook_counters WHERE name = 'fanout_pos'"
+        )
+        last = await store.fetch_one("SELECT MAX(pos) FROM events")
+        assert cursor is not None and last is not None and cursor[0] == last[0]

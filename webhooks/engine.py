@@ -4,8 +4,10 @@
   they are fanned out from memory, one delivery per (subscribed active endpoint, event),
   without reading the log back. Only a gap (events committed elsewhere, a start, an endpoint
   becoming active) reads the log, from the last pos fanned out.
-- A delivery lives in memory until its first answer: the row is written then, with the
-  attempt and its outcome, in one unit. Nothing is written before a POST. The durable cursor
+- While its stream flows, a delivery lives in memory until its first answer: the row is
+  written then, with the attempt and its outcome, in one unit. Nothing is written before a
+  POST. Once a stream's head fails, the deliveries behind it (which may now wait for hours)
+  are written as pending, and so are new ones until the head is settled. The durable cursor
   (``fanout_pos`` in the store) stays below the oldest delivery not written yet, so after a
   crash the fan-out starts again from there, skipping the (endpoint, event) pairs that have
   a row: at least once, with the same ``webhook-id``, and in order per stream.
@@ -97,6 +99,9 @@ class Engine:
         self._cursor_written = 0  # the fan-out cursor as last written to the journal
         self._unwritten: dict[int, _Unwritten] = {}  # delivery id -> its row-to-be
         self._unwritten_order: list[tuple[int, int]] = []  # heap of (event pos, delivery id)
+        # Per stream, its unwritten delivery ids in stream order (settled ones leave lazily).
+        self._unwritten_streams: dict[tuple[str, str | None], deque[int]] = {}
+        self._retrying: set[tuple[str, str | None]] = set()  # streams whose head failed
         self._notified: deque[tuple[Sequence[Event], int]] = deque()  # (events, first pos)
         self._from_store = False  # the next fan-out pass reads the log (start, failure)
         self._known: set[tuple[str, int]] | None = None  # rows past the cursor at start
@@ -217,6 +222,9 @@ class Engine:
         self.scheduler.remove_endpoint(endpoint_id)
         for delivery_id in [i for i, u in self._unwritten.items() if u.endpoint_id == endpoint_id]:
             del self._unwritten[delivery_id]
+        for key in [k for k in self._unwritten_streams if k[0] == endpoint_id]:
+            del self._unwritten_streams[key]
+        self._retrying = {k for k in self._retrying if k[0] != endpoint_id}
 
     # -- queueing ------------------------------------------------------------------------
 
@@ -226,17 +234,22 @@ class Engine:
         return self._last_delivery_id
 
     def _new_delivery(
-        self, endpoint_id: str, event: Event | tables.EventHead, now: float, writes: list[Write]
+        self,
+        endpoint_id: str,
+        pos: int,
+        event: Event | tables.EventHead,
+        now: float,
+        writes: list[Write],
     ) -> Pending:
-        """A delivery written now (replay, redeliver: the store must see it at once)."""
+        """A delivery written now (replay, redeliver: the store must see it at once; behind
+        a failed head: it may wait for hours)."""
         delivery_id = self.allocate_delivery_id()
-        assert event.pos is not None
         writes.append(
             tables.insert_delivery(
                 tables.DeliveryRow(
                     id=delivery_id,
                     endpoint_id=endpoint_id,
-                    event_pos=event.pos,
+                    event_pos=pos,
                     event_id=event.id,
                     charger_id=event.charger_id,
                     status=tables.PENDING,
@@ -250,7 +263,7 @@ class Engine:
             delivery_id=delivery_id,
             endpoint_id=endpoint_id,
             charger_id=event.charger_id,
-            event_pos=event.pos,
+            event_pos=pos,
             next_at=now,
         )
 
@@ -267,6 +280,11 @@ class Engine:
             created_at=created_at,
         )
         heapq.heappush(self._unwritten_order, (pos, delivery_id))
+        key = (endpoint_id, event.charger_id)
+        stream = self._unwritten_streams.get(key)
+        if stream is None:
+            stream = self._unwritten_streams[key] = deque()
+        stream.append(delivery_id)
         return Pending(
             delivery_id=delivery_id,
             endpoint_id=endpoint_id,
@@ -292,12 +310,22 @@ class Engine:
 
     def _write_out(self, endpoint_id: str) -> list[Write]:
         """Rows for the endpoint's deliveries that live in memory only, as still pending."""
+        ids = [i for i, u in self._unwritten.items() if u.endpoint_id == endpoint_id]
+        return self._pending_rows(ids)
+
+    def _write_out_stream(self, key: tuple[str, str | None]) -> list[Write]:
+        """Rows for a stream's deliveries waiting in memory behind a head that failed: they
+        may wait for hours, and must not hold the fan-out cursor (and retention) back."""
+        stream = self._unwritten_streams.pop(key, None)
+        return self._pending_rows(list(stream)) if stream else []
+
+    def _pending_rows(self, delivery_ids: list[int]) -> list[Write]:
         writes: list[Write] = []
         now = self.clock()
-        for delivery_id, u in list(self._unwritten.items()):
-            if u.endpoint_id != endpoint_id:
-                continue
-            del self._unwritten[delivery_id]
+        for delivery_id in delivery_ids:
+            u = self._unwritten.pop(delivery_id, None)
+            if u is None:
+                continue  # settled or written already
             writes.append(
                 tables.upsert_delivery(
                     tables.DeliveryRow(
@@ -336,7 +364,7 @@ class Engine:
         # The endpoint's in-memory deliveries are written first: they come before these in
         # their streams, and a restart rebuilds the streams in the order of the rows' ids.
         writes = self._write_out(endpoint_id)
-        pendings = [self._new_delivery(endpoint_id, e, now, writes) for e in events]
+        pendings = [self._new_delivery(endpoint_id, e.pos, e, now, writes) for e in events]
         writes.append(tables.set_counter(tables.DELIVERY_ID, self._last_delivery_id))
         await asyncio.shield(self._append(writes))
         self.scheduler.add(pendings)
@@ -414,6 +442,8 @@ class Engine:
         created_at = iso_utc(now)
         known = self._known
         pendings: list[Pending] = []
+        writes: list[Write] = []
+        retrying = self._retrying
         active = [e for e in self.endpoints.values() if e.active]
         for pos, event in items:
             if event.type == WEBHOOK_TEST:
@@ -423,15 +453,17 @@ class Engine:
                 if pos > endpoint.from_pos and endpoint.wants(event.type, event.charger_id):
                     if known is not None and (endpoint.id, pos) in known:
                         continue  # written before a restart: pending or settled already
-                    pendings.append(
-                        self._unwritten_delivery(endpoint.id, pos, event, now, created_at)
-                    )
+                    if (endpoint.id, event.charger_id) in retrying:
+                        pending = self._new_delivery(endpoint.id, pos, event, now, writes)
+                    else:
+                        pending = self._unwritten_delivery(endpoint.id, pos, event, now, created_at)
+                    pendings.append(pending)
                     wanted = True
             if wanted:
                 self._cache_body(pos, event)
         self._fanout_pos = items[-1][0]
-        if not pendings and self._durable_cursor() != self._cursor_written:
-            self._append([])  # nothing to deliver: only the cursor moves
+        if writes or (not pendings and self._durable_cursor() != self._cursor_written):
+            self._append(writes)  # rows behind failed heads; or only the cursor moves
         self.scheduler.add(pendings)
         self.wake()
 
@@ -559,6 +591,12 @@ class Engine:
     def _settle(self, d: Dispatch, status: str, next_attempt_at: float) -> Write:
         """The delivery's row after an answer: its first row if it lived in memory."""
         unwritten = self._unwritten.pop(d.delivery_id, None)
+        stream = self._unwritten_streams.get((d.endpoint_id, d.charger_id))
+        if stream is not None:
+            while stream and stream[0] not in self._unwritten:
+                stream.popleft()  # the head settles first: the queue stays short
+            if not stream:
+                del self._unwritten_streams[(d.endpoint_id, d.charger_id)]
         if unwritten is None:
             return tables.settle_delivery(
                 d.delivery_id, status=status, attempts=d.attempt, next_attempt_at=next_attempt_at
@@ -618,6 +656,12 @@ class Engine:
             decision.verdict, tables.PENDING
         )
         writes.append(self._settle(d, status, decision.next_at or now))
+        key = (d.endpoint_id, d.charger_id)
+        if decision.verdict is Verdict.RETRY:
+            self._retrying.add(key)  # what comes behind this head is written from now on
+            writes += self._write_out_stream(key)
+        else:
+            self._retrying.discard(key)
         endpoint = self.endpoints.get(d.endpoint_id)
         if endpoint is not None:
             if decision.disabled_reason is not None:
