@@ -47,14 +47,19 @@ def _random(size: int) -> bytes:
     return buffer.take(size)
 
 
+# Each random byte becomes one base62 character (byte % 62, through bytes.translate: one C
+# call per id). The first 8 characters are a little likelier (5/256 instead of 4/256): 5.94
+# bits per character instead of 5.95, 71 bits for 12.
+_BYTE_TO_CHAR = bytes(ord(_ALPHABET[b % 62]) for b in range(256))
+
+
+def _random_chars(count: int) -> str:
+    return _random(count).translate(_BYTE_TO_CHAR).decode("ascii")
+
+
 def random_id(prefix: str, length: int = 16) -> str:
     """``prefix`` + ``length`` base62 characters from CSPRNG bytes (~95 bits for 16)."""
-    number = int.from_bytes(_random(length), "big")
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, 62)
-        chars.append(_ALPHABET[digit])
-    return prefix + "".join(chars)
+    return prefix + _random_chars(length)
 
 
 def _base62(number: int, length: int, alphabet: str) -> str:
@@ -65,8 +70,15 @@ def _base62(number: int, length: int, alphabet: str) -> str:
     return "".join(reversed(chars))
 
 
+# The last millisecond encoded, as one tuple (replaced whole: both threads may read it).
+_last_ms: tuple[int, str] = (-1, "")
+
+
 def time_ordered_id(prefix: str, now_ms: int | None = None, random_chars: int = 12) -> str:
     """``prefix`` + the millisecond clock in 7 characters that sort as it does + random."""
+    global _last_ms
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    number = int.from_bytes(_random(random_chars), "big")
-    return prefix + _base62(ms, _TIME_CHARS, _SORTABLE) + _base62(number, random_chars, _ALPHABET)
+    last = _last_ms
+    if last[0] != ms:
+        last = _last_ms = (ms, _base62(ms, _TIME_CHARS, _SORTABLE))
+    return prefix + last[1] + _random_chars(random_chars)

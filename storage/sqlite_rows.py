@@ -121,7 +121,23 @@ _DELETE_SQL = {
 
 
 def statement_of(record: Record | Delete | Statement) -> tuple[str, tuple[Any, ...]]:
-    match record:
+    match record:  # the most frequent first: each case is an isinstance check
+        case Event():
+            e = record
+            params = (e.id, e.type, e.charger_id, e.sequence, e.timestamp, dumps(e.data))
+        case TransactionProgress():
+            p = record
+            params = (dumps(p.last_meter), p.energy_wh, p.updated_at, p.id)
+        case MeterSample():
+            m = record
+            params = (
+                m.charger_id,
+                m.connector_id,
+                m.transaction_id,
+                m.timestamp,
+                m.digest,
+                dumps(m.sampled_value),
+            )
         case Statement(sql=sql, params=params):
             return sql, params
         case Delete(table=table, key=key):
@@ -186,19 +202,6 @@ def statement_of(record: Record | Delete | Statement) -> tuple[str, tuple[Any, .
                 t.created_at,
                 t.updated_at,
             )
-        case TransactionProgress():
-            p = record
-            params = (dumps(p.last_meter), p.energy_wh, p.updated_at, p.id)
-        case MeterSample():
-            m = record
-            params = (
-                m.charger_id,
-                m.connector_id,
-                m.transaction_id,
-                m.timestamp,
-                m.digest,
-                dumps(m.sampled_value),
-            )
         case IdTag():
             i = record
             params = (i.id_tag, i.status, i.expiry_date, i.parent_id_tag)
@@ -215,9 +218,6 @@ def statement_of(record: Record | Delete | Statement) -> tuple[str, tuple[Any, .
             params = (u.charger_id, u.transaction_id, u.digest, dumps(u.payload), u.recorded_at)
         case ChargerSetting():
             params = (record.charger_id, record.key, dumps(record.value), record.updated_at)
-        case Event():
-            e = record
-            params = (e.id, e.type, e.charger_id, e.sequence, e.timestamp, dumps(e.data))
         case _:
             raise TypeError(f"cannot store {type(record).__name__}")
     return _SQL[type(record)], params
