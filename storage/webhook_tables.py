@@ -149,22 +149,28 @@ def set_failing_since(endpoint_id: str, failing_since: float | None) -> Statemen
     )
 
 
-def insert_delivery(row: DeliveryRow) -> Statement:
-    return Statement(
-        "INSERT INTO webhook_deliveries (id, endpoint_id, event_pos, event_id, charger_id, status,"
-        " attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            row.id,
-            row.endpoint_id,
-            row.event_pos,
-            row.event_id,
-            row.charger_id,
-            row.status,
-            row.attempts,
-            row.next_attempt_at,
-            row.created_at,
-        ),
+_INSERT_DELIVERY = (
+    "INSERT INTO webhook_deliveries (id, endpoint_id, event_pos, event_id, charger_id, status,"
+    " attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _delivery_params(row: DeliveryRow) -> tuple[Any, ...]:
+    return (
+        row.id,
+        row.endpoint_id,
+        row.event_pos,
+        row.event_id,
+        row.charger_id,
+        row.status,
+        row.attempts,
+        row.next_attempt_at,
+        row.created_at,
     )
+
+
+def insert_delivery(row: DeliveryRow) -> Statement:
+    return Statement(_INSERT_DELIVERY, _delivery_params(row))
 
 
 def insert_delivery_of(
@@ -189,21 +195,9 @@ def upsert_delivery(row: DeliveryRow) -> Statement:
     """The first row of a delivery that lived in memory only (written with its first outcome,
     or when it must be visible to the store: replay, a paused endpoint); later ones update."""
     return Statement(
-        "INSERT INTO webhook_deliveries (id, endpoint_id, event_pos, event_id, charger_id, status,"
-        " attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,"
-        " next_attempt_at = excluded.next_attempt_at",
-        (
-            row.id,
-            row.endpoint_id,
-            row.event_pos,
-            row.event_id,
-            row.charger_id,
-            row.status,
-            row.attempts,
-            row.next_attempt_at,
-            row.created_at,
-        ),
+        _INSERT_DELIVERY + " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+        " attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at",
+        _delivery_params(row),
     )
 
 

@@ -60,6 +60,21 @@ class _Unwritten:
     charger_id: str | None
     created_at: str
 
+    def row(self, delivery_id: int, *, status: str, attempts: int, next_attempt_at: float) -> Write:
+        return tables.upsert_delivery(
+            tables.DeliveryRow(
+                id=delivery_id,
+                endpoint_id=self.endpoint_id,
+                event_pos=self.event_pos,
+                event_id=self.event_id,
+                charger_id=self.charger_id,
+                status=status,
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                created_at=self.created_at,
+            )
+        )
+
 
 FANOUT_BATCH = 2000
 BODY_CACHE = 20_000  # envelopes kept for dispatch; the rest is read back from the store
@@ -327,19 +342,7 @@ class Engine:
             if u is None:
                 continue  # settled or written already
             writes.append(
-                tables.upsert_delivery(
-                    tables.DeliveryRow(
-                        id=delivery_id,
-                        endpoint_id=u.endpoint_id,
-                        event_pos=u.event_pos,
-                        event_id=u.event_id,
-                        charger_id=u.charger_id,
-                        status=tables.PENDING,
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=u.created_at,
-                    )
-                )
+                u.row(delivery_id, status=tables.PENDING, attempts=0, next_attempt_at=now)
             )
         return writes
 
@@ -601,18 +604,8 @@ class Engine:
             return tables.settle_delivery(
                 d.delivery_id, status=status, attempts=d.attempt, next_attempt_at=next_attempt_at
             )
-        return tables.upsert_delivery(
-            tables.DeliveryRow(
-                id=d.delivery_id,
-                endpoint_id=unwritten.endpoint_id,
-                event_pos=unwritten.event_pos,
-                event_id=unwritten.event_id,
-                charger_id=unwritten.charger_id,
-                status=status,
-                attempts=d.attempt,
-                next_attempt_at=next_attempt_at,
-                created_at=unwritten.created_at,
-            )
+        return unwritten.row(
+            d.delivery_id, status=status, attempts=d.attempt, next_attempt_at=next_attempt_at
         )
 
     def _finish(
