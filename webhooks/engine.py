@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import heapq
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -46,34 +45,28 @@ from webhooks.scheduler import (
     parse_retry_after,
 )
 from webhooks.timefmt import iso_utc
+from webhooks.unwritten import StreamKey, Unwritten, UnwrittenDeliveries
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(slots=True)
-class _Unwritten:
-    """A delivery whose row is not written yet (what the row needs besides the outcome)."""
-
-    endpoint_id: str
-    event_pos: int
-    event_id: str
-    charger_id: str | None
-    created_at: str
-
-    def row(self, delivery_id: int, *, status: str, attempts: int, next_attempt_at: float) -> Write:
-        return tables.upsert_delivery(
-            tables.DeliveryRow(
-                id=delivery_id,
-                endpoint_id=self.endpoint_id,
-                event_pos=self.event_pos,
-                event_id=self.event_id,
-                charger_id=self.charger_id,
-                status=status,
-                attempts=attempts,
-                next_attempt_at=next_attempt_at,
-                created_at=self.created_at,
-            )
+def _row(
+    delivery_id: int, delivery: Unwritten, *, status: str, attempts: int, next_attempt_at: float
+) -> Write:
+    """The first row of a delivery that lived in memory (later ones update it)."""
+    return tables.upsert_delivery(
+        tables.DeliveryRow(
+            id=delivery_id,
+            endpoint_id=delivery.endpoint_id,
+            event_pos=delivery.event_pos,
+            event_id=delivery.event_id,
+            charger_id=delivery.charger_id,
+            status=status,
+            attempts=attempts,
+            next_attempt_at=next_attempt_at,
+            created_at=delivery.created_at,
         )
+    )
 
 
 FANOUT_BATCH = 2000
@@ -112,11 +105,8 @@ class Engine:
         self.lock = asyncio.Lock()  # held while allocating delivery ids and writing their rows
         self._fanout_pos = 0  # events up to here are fanned out (in memory)
         self._cursor_written = 0  # the fan-out cursor as last written to the journal
-        self._unwritten: dict[int, _Unwritten] = {}  # delivery id -> its row-to-be
-        self._unwritten_order: list[tuple[int, int]] = []  # heap of (event pos, delivery id)
-        # Per stream, its unwritten delivery ids in stream order (settled ones leave lazily).
-        self._unwritten_streams: dict[tuple[str, str | None], deque[int]] = {}
-        self._retrying: set[tuple[str, str | None]] = set()  # streams whose head failed
+        self._unwritten = UnwrittenDeliveries()  # fanned out, rows not written yet
+        self._retrying: set[StreamKey] = set()  # streams whose head failed
         self._notified: deque[tuple[Sequence[Event], int]] = deque()  # (events, first pos)
         self._from_store = False  # the next fan-out pass reads the log (start, failure)
         self._known: set[tuple[str, int]] | None = None  # rows past the cursor at start
@@ -235,10 +225,7 @@ class Engine:
         self.version += 1
         self._any_active()
         self.scheduler.remove_endpoint(endpoint_id)
-        for delivery_id in [i for i, u in self._unwritten.items() if u.endpoint_id == endpoint_id]:
-            del self._unwritten[delivery_id]
-        for key in [k for k in self._unwritten_streams if k[0] == endpoint_id]:
-            del self._unwritten_streams[key]
+        self._unwritten.drop_endpoint(endpoint_id)
         self._retrying = {k for k in self._retrying if k[0] != endpoint_id}
 
     # -- queueing ------------------------------------------------------------------------
@@ -287,19 +274,16 @@ class Engine:
     ) -> Pending:
         """A fanned-out delivery, in memory until its first answer."""
         delivery_id = self.allocate_delivery_id()
-        self._unwritten[delivery_id] = _Unwritten(
-            endpoint_id=endpoint_id,
-            event_pos=pos,
-            event_id=event.id,
-            charger_id=event.charger_id,
-            created_at=created_at,
+        self._unwritten.add(
+            delivery_id,
+            Unwritten(
+                endpoint_id=endpoint_id,
+                event_pos=pos,
+                event_id=event.id,
+                charger_id=event.charger_id,
+                created_at=created_at,
+            ),
         )
-        heapq.heappush(self._unwritten_order, (pos, delivery_id))
-        key = (endpoint_id, event.charger_id)
-        stream = self._unwritten_streams.get(key)
-        if stream is None:
-            stream = self._unwritten_streams[key] = deque()
-        stream.append(delivery_id)
         return Pending(
             delivery_id=delivery_id,
             endpoint_id=endpoint_id,
@@ -310,10 +294,7 @@ class Engine:
 
     def _durable_cursor(self) -> int:
         """Events up to here have every delivery they need written (or none needed)."""
-        order = self._unwritten_order
-        while order and order[0][1] not in self._unwritten:
-            heapq.heappop(order)
-        return order[0][0] - 1 if order else self._fanout_pos
+        return self._unwritten.cursor(self._fanout_pos)
 
     def _append(self, writes: list[Write]) -> asyncio.Future[None]:
         """Journal these writes, and the fan-out cursor after them if it moved."""
@@ -325,26 +306,19 @@ class Engine:
 
     def _write_out(self, endpoint_id: str) -> list[Write]:
         """Rows for the endpoint's deliveries that live in memory only, as still pending."""
-        ids = [i for i, u in self._unwritten.items() if u.endpoint_id == endpoint_id]
-        return self._pending_rows(ids)
+        return self._pending_rows(self._unwritten.take_endpoint(endpoint_id))
 
-    def _write_out_stream(self, key: tuple[str, str | None]) -> list[Write]:
+    def _write_out_stream(self, key: StreamKey) -> list[Write]:
         """Rows for a stream's deliveries waiting in memory behind a head that failed: they
         may wait for hours, and must not hold the fan-out cursor (and retention) back."""
-        stream = self._unwritten_streams.pop(key, None)
-        return self._pending_rows(list(stream)) if stream else []
+        return self._pending_rows(self._unwritten.take_stream(key))
 
-    def _pending_rows(self, delivery_ids: list[int]) -> list[Write]:
-        writes: list[Write] = []
+    def _pending_rows(self, taken: list[tuple[int, Unwritten]]) -> list[Write]:
         now = self.clock()
-        for delivery_id in delivery_ids:
-            u = self._unwritten.pop(delivery_id, None)
-            if u is None:
-                continue  # settled or written already
-            writes.append(
-                u.row(delivery_id, status=tables.PENDING, attempts=0, next_attempt_at=now)
-            )
-        return writes
+        return [
+            _row(delivery_id, d, status=tables.PENDING, attempts=0, next_attempt_at=now)
+            for delivery_id, d in taken
+        ]
 
     @property
     def fanout_pos(self) -> int:
@@ -593,19 +567,17 @@ class Engine:
 
     def _settle(self, d: Dispatch, status: str, next_attempt_at: float) -> Write:
         """The delivery's row after an answer: its first row if it lived in memory."""
-        unwritten = self._unwritten.pop(d.delivery_id, None)
-        stream = self._unwritten_streams.get((d.endpoint_id, d.charger_id))
-        if stream is not None:
-            while stream and stream[0] not in self._unwritten:
-                stream.popleft()  # the head settles first: the queue stays short
-            if not stream:
-                del self._unwritten_streams[(d.endpoint_id, d.charger_id)]
+        unwritten = self._unwritten.settle(d.delivery_id, (d.endpoint_id, d.charger_id))
         if unwritten is None:
             return tables.settle_delivery(
                 d.delivery_id, status=status, attempts=d.attempt, next_attempt_at=next_attempt_at
             )
-        return unwritten.row(
-            d.delivery_id, status=status, attempts=d.attempt, next_attempt_at=next_attempt_at
+        return _row(
+            d.delivery_id,
+            unwritten,
+            status=status,
+            attempts=d.attempt,
+            next_attempt_at=next_attempt_at,
         )
 
     def _finish(
