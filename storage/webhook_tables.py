@@ -245,53 +245,6 @@ def record_attempt(
     )
 
 
-def start_attempt(
-    *,
-    delivery_id: int,
-    attempt: int,
-    endpoint_id: str,
-    event_id: str,
-    event_type: str,
-    started_at: str,
-) -> list[Statement]:
-    """Written and committed before the POST: a crash mid-post leaves this trace and a
-    still-pending delivery, which is retried with the same event id."""
-    return [
-        Statement(
-            "INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, endpoint_id, event_id,"
-            " event_type, started_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (delivery_id, attempt, endpoint_id, event_id, event_type, started_at),
-        ),
-        Statement(
-            "UPDATE webhook_deliveries SET attempts = ? WHERE id = ?", (attempt, delivery_id)
-        ),
-    ]
-
-
-def finish_attempt(
-    *,
-    delivery_id: int,
-    attempt: int,
-    finished_at: str,
-    status_code: int | None,
-    latency_ms: float,
-    error: str | None,
-    outcome: str,
-) -> Statement:
-    return Statement(
-        "UPDATE webhook_attempts SET finished_at = ?, status_code = ?, latency_ms = ?, error = ?,"
-        " outcome = ? WHERE delivery_id = ? AND attempt = ?",
-        (finished_at, status_code, latency_ms, error, outcome, delivery_id, attempt),
-    )
-
-
-def set_delivery(delivery_id: int, *, status: str, next_attempt_at: float) -> Statement:
-    return Statement(
-        "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ? WHERE id = ?",
-        (status, next_attempt_at, delivery_id),
-    )
-
-
 def set_counter(name: str, value: int) -> Statement:
     return Statement(
         "INSERT OR REPLACE INTO webhook_counters (name, value) VALUES (?, ?)", (name, value)

@@ -290,34 +290,31 @@ class WebhookService:
                     next_attempt_at=now,
                 ),
                 tables.set_counter(tables.DELIVERY_ID, delivery_id),
-                *tables.start_attempt(
-                    delivery_id=delivery_id,
-                    attempt=1,
-                    endpoint_id=endpoint.id,
-                    event_id=event.id,
-                    event_type=event.type,
-                    started_at=iso_utc(now),
-                ),
             ]
-            await engine.journal.write(writes)  # one transaction: event, delivery, attempt
+            await engine.journal.write(writes)  # one transaction: the event and its delivery
         result = await engine.poster.post(
             endpoint, event_id=event.id, body=envelope_body(event), timestamp=int(now)
         )
         done = self._clock()
         await engine.journal.write(
             [
-                tables.finish_attempt(
+                tables.record_attempt(
                     delivery_id=delivery_id,
                     attempt=1,
+                    endpoint_id=endpoint.id,
+                    event_id=event.id,
+                    event_type=event.type,
+                    started_at=iso_utc(now),
                     finished_at=iso_utc(done),
                     status_code=result.status_code,
                     latency_ms=result.latency_ms,
                     error=result.error,
                     outcome=tables.SUCCEEDED if result.succeeded else tables.FAILED,
                 ),
-                tables.set_delivery(
+                tables.settle_delivery(
                     delivery_id,
                     status=tables.SUCCEEDED if result.succeeded else tables.FAILED,
+                    attempts=1,
                     next_attempt_at=done,
                 ),
             ]
