@@ -93,7 +93,6 @@ class Csms:
             log.info("%d queued commands wait for their chargers", resumed)
         self.ocpp = ocpp = OcppServer(hub, settings.ocpp)
         app = create_app(
-            settings=settings,
             hub=hub,
             dispatcher=dispatcher,
             token_digests=lambda: digests,

@@ -9,9 +9,8 @@ from aiohttp import web
 
 from csms.api import chargers, commands, events, id_tags, transactions
 from csms.api.common import auth_middleware, error_middleware, ok
-from csms.api.keys import COMMANDS, EVENT_TYPES, FORGET_PASSWORD, HUB, SETTINGS, STORE
+from csms.api.keys import COMMANDS, EVENT_TYPES, FORGET_PASSWORD, HUB, STORE
 from csms.commands import CommandDispatcher
-from csms.config import Settings
 from csms.hub import ChargerHub
 
 MAX_BODY_BYTES = 1 << 20
@@ -34,7 +33,6 @@ async def health(request: web.Request) -> web.Response:
 
 def create_app(
     *,
-    settings: Settings,
     hub: ChargerHub,
     dispatcher: CommandDispatcher,
     token_digests: Callable[[], Iterable[str]],
@@ -47,7 +45,6 @@ def create_app(
         middlewares=[error_middleware, auth_middleware(token_digests)],
         client_max_size=MAX_BODY_BYTES,
     )
-    app[SETTINGS] = settings
     app[HUB] = hub
     app[STORE] = hub.store
     app[COMMANDS] = dispatcher

@@ -8,13 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from csms.commands import CommandDispatcher
-from csms.config import Settings
 from csms.hub import ChargerHub
 from storage.sqlite import SqliteStore
 
 STORE = web.AppKey("store", SqliteStore)
 HUB = web.AppKey("hub", ChargerHub)
-SETTINGS = web.AppKey("settings", Settings)
 # Lists the event catalog as JSON-ready dicts (csms types plus the emitter's own).
 EVENT_TYPES = web.AppKey("event_types", Callable[[], list[dict[str, Any]]])
 # Called when a charger's password changes, so cached verifications are dropped.
