@@ -21,16 +21,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 from storage import webhook_tables as tables
 from storage.records import Event, Statement
 from storage.sqlite import SqliteStore
+from webhooks.bodies import BodyCache
 from webhooks.catalog import WEBHOOK_DISABLED, WEBHOOK_TEST
 from webhooks.config import DeliveryConfig
 from webhooks.endpoints import Endpoint, EndpointStatus
-from webhooks.envelope import envelope_body, envelope_body_of_stored
 from webhooks.journal import Journal, Write
 from webhooks.poster import AttemptResult, Poster
 from webhooks.retention import plan_prune
@@ -113,9 +113,7 @@ class Engine:
         self._active_count = 0  # active endpoints; none: the fan-out has nothing to do
         self._last_delivery_id = 0
         self._system_sequence = 0  # sequence of events of no charger
-        # pos -> (id, type, body), oldest first. An OrderedDict: evicting a plain dict's first
-        # key walks over the slots of every key deleted before it (O(n) per eviction).
-        self._bodies: OrderedDict[int, tuple[str, str, bytes]] = OrderedDict()
+        self._bodies = BodyCache(store, BODY_CACHE)  # what to post, built once per event
         self._fanout_wake = asyncio.Event()
         self._dispatch_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -437,21 +435,12 @@ class Engine:
                     pendings.append(pending)
                     wanted = True
             if wanted:
-                self._cache_body(pos, event)
+                self._bodies.put(pos, event)
         self._fanout_pos = items[-1][0]
         if writes or (not pendings and self._durable_cursor() != self._cursor_written):
             self._append(writes)  # rows behind failed heads; or only the cursor moves
         self.scheduler.add(pendings)
         self.wake()
-
-    def _cache_body(self, pos: int, event: Event) -> tuple[str, str, bytes]:
-        return self._cache(pos, (event.id, event.type, envelope_body(event)))
-
-    def _cache(self, pos: int, entry: tuple[str, str, bytes]) -> tuple[str, str, bytes]:
-        self._bodies[pos] = entry
-        if len(self._bodies) > BODY_CACHE:
-            self._bodies.popitem(last=False)
-        return entry
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -472,37 +461,6 @@ class Engine:
         task = asyncio.create_task(coro)  # type: ignore[arg-type]
         self._posts.add(task)
         task.add_done_callback(self._posts.discard)
-
-    async def _bodies_for(self, batch: Sequence[Dispatch]) -> dict[int, tuple[str, str, bytes]]:
-        """event pos -> (event id, type, body), from the cache or the store. The answer is
-        built as it is read: caching what the store gave may evict other entries of this
-        very batch, which must not then look like events gone from the store."""
-        found: dict[int, tuple[str, str, bytes]] = {}
-        missing: list[int] = []
-        for d in batch:
-            cached = self._bodies.get(d.event_pos)
-            if cached is None:
-                missing.append(d.event_pos)
-            else:
-                found[d.event_pos] = cached
-        if missing:
-            for stored in await tables.stored_events_at(self.store, missing):
-                found[stored.pos] = self._cache(
-                    stored.pos,
-                    (
-                        stored.id,
-                        stored.type,
-                        envelope_body_of_stored(
-                            event_id=stored.id,
-                            event_type=stored.type,
-                            timestamp=stored.timestamp,
-                            charger_id=stored.charger_id,
-                            sequence=stored.sequence,
-                            data_json=stored.data_json,
-                        ),
-                    ),
-                )
-        return found
 
     def _dispatch(self, batch: list[Dispatch]) -> None:
         """A task per POST whose body is cached; one task reads the others' bodies first."""
@@ -532,7 +490,7 @@ class Engine:
 
     async def _run_batch(self, batch: list[Dispatch]) -> None:
         try:
-            bodies = await self._bodies_for(batch)
+            bodies = await self._bodies.fetch(d.event_pos for d in batch)
         except Exception:
             # The store could not be read: nothing was sent, so count a failed attempt and
             # retry on schedule; only an event really gone from the store is given up.
