@@ -356,3 +356,33 @@ async def test_a_failing_stream_has_its_waiting_deliveries_written(tmp_path):
         )
         last = await store.fetch_one("SELECT MAX(pos) FROM events")
         assert cursor is not None and last is not None and cursor[0] == last[0]
+
+
+async def test_after_a_restart_a_failed_head_still_gets_what_comes_behind_it_written(tmp_path):
+    import dataclasses
+
+    config = dataclasses.replace(FAST, retry_schedule=(3600.0,))
+    path = str(tmp_path / "db")
+
+    async def respond(envelope, nth):
+        return (500, {}) if envelope["chargerId"] == "CP-1" else (200, {})
+
+    async with receiver(respond) as rec:
+        async with webhook_service(path, config) as (store, service):
+            await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+            source = EventSource(store)
+            await source.emit("CP-1")
+            await rec.wait_for(lambda: len(rec.requests) == 1)  # failed; next try in an hour
+            await settled(service, lambda: service.engine.scheduler.in_flight == 0)
+        async with webhook_service(path, config) as (store, service):
+            source = EventSource(store, first_id=100, sequences={"CP-1": 1})
+            await source.emit("CP-1", 2)
+            await source.emit("CP-2")  # fanned out after CP-1's two: its answer comes after
+            await rec.wait_for(lambda: len(rec.delivered()) == 1)
+            await settled(service, lambda: service.engine.scheduler.in_flight == 0)
+            await service.engine.journal.write([])
+            rows = await store.fetch_all(
+                "SELECT status, attempts FROM webhook_deliveries WHERE charger_id = 'CP-1'"
+                " ORDER BY id"
+            )
+            assert [tuple(r) for r in rows] == [("pending", 1), ("pending", 0), ("pending", 0)]

@@ -105,10 +105,13 @@ async def receiver(
 class EventSource:
     """Commits events as the OCPP core will: through ``store.commit``, gapless per charger."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(
+        self, store: SqliteStore, *, first_id: int = 1, sequences: dict[str, int] | None = None
+    ) -> None:
+        """``first_id`` and ``sequences``: go on after events committed by an earlier run."""
         self.store = store
-        self.sequences: dict[str, int] = {}
-        self._ids = itertools.count(1)
+        self.sequences: dict[str, int] = dict(sequences or {})
+        self._ids = itertools.count(first_id)
 
     def make(self, charger_id: str, event_type: str = "transaction.updated") -> Event:
         seq = None

@@ -156,6 +156,8 @@ class Engine:
             )
             for row in pending
         )
+        # Heads that failed before the restart: what comes behind them is written at once.
+        self._retrying = {(row.endpoint_id, row.charger_id) for row in pending if row.attempts}
         if self._any_active():
             # Catch up with events committed while we were down, and with those fanned out
             # before the crash whose rows were not written yet (skipping the ones written).
