@@ -7,13 +7,15 @@ default.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -112,36 +114,47 @@ class WebhookSettings(_Section):
 _DEFAULT_RETRY_SCHEDULE = ["5s", "30s", "2m", "10m", "30m", "1h", "2h", "4h", "8h"]
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """All settings; see ``config.example.toml`` for each one with its default."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CSMS_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     ocpp: OcppSettings = OcppSettings()
     api: ApiSettings = ApiSettings()
     storage: StorageSettings = StorageSettings()
     webhooks: WebhookSettings = WebhookSettings()
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the file (passed as init values), key by key.
-        return (env_settings, init_settings)
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        if (
+            self.api.port
+            and self.api.port == self.ocpp.port
+            and _same_host(self.api.host, self.ocpp.host)
+        ):
+            raise ValueError(
+                f"api.port and ocpp.port are both {self.api.port} on the same host;"
+                " give the admin API and the OCPP endpoint different ports"
+            )
+        return self
 
 
-def load_settings(path: str | Path | None = None) -> Settings:
-    """Read the TOML file (if any) and the environment; raise ``ConfigError`` naming the key."""
+def _same_host(a: str, b: str) -> bool:
+    """Two listeners clash when their hosts are equal or either is a wildcard."""
+    wildcards = {"", "0.0.0.0", "::"}
+    return a == b or a in wildcards or b in wildcards
+
+
+ENV_PREFIX = "CSMS_"
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the TOML file (if any) and the environment; raise ``ConfigError`` naming the key.
+
+    A value that came from the environment is reported by its variable's name, since that
+    is what the user typed.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -151,16 +164,78 @@ def load_settings(path: str | Path | None = None) -> Settings:
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    overrides = env_overrides(os.environ if environ is None else environ)
+    for (section, key), (_, value) in overrides.items():
+        if not isinstance(data.setdefault(section, {}), dict):
+            data[section] = {}
+        data[section][key] = value
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        variables = {loc: name for loc, (name, _) in overrides.items()}
+        raise ConfigError(_describe(exc, variables)) from None
 
 
-def _describe(exc: ValidationError) -> str:
+def env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, str], tuple[str, Any]]:
+    """``CSMS_<SECTION>__<KEY>`` variables as ``{(section, key): (variable, value)}``.
+
+    A list setting takes a JSON array or a comma-separated list (``5s,30s,2m``). An unknown
+    section or key is an error naming the variable, so a typo never falls back to a default.
+    """
+    found: dict[tuple[str, str], tuple[str, Any]] = {}
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        section, separator, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        model = _section_model(section)
+        if not separator or model is None:
+            raise ConfigError(
+                f"{name}: not a setting; variables are {ENV_PREFIX}<SECTION>__<KEY> with a"
+                f" section of {', '.join(Settings.model_fields)}, e.g. {ENV_PREFIX}API__PORT"
+            )
+        setting = model.model_fields.get(key)
+        if setting is None:
+            raise ConfigError(
+                f"{name}: [{section}] has no setting {key!r}; it has "
+                + ", ".join(model.model_fields)
+            )
+        found[(section, key)] = (name, _env_value(name, environ[name], setting.annotation))
+    return found
+
+
+def _section_model(section: str) -> type[BaseModel] | None:
+    field = Settings.model_fields.get(section)
+    annotation = field.annotation if field is not None else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _env_value(name: str, raw: str, annotation: Any) -> Any:
+    if get_origin(annotation) is not list:
+        return raw  # pydantic converts "8081" and "true" as it does TOML values
+    text = raw.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, list):
+            raise ConfigError(
+                f"{name}: expected a JSON array or a comma-separated list, got {raw!r}"
+            )
+        return value
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _describe(exc: ValidationError, variables: Mapping[tuple[str, str], str]) -> str:
     lines = []
     for error in exc.errors(include_url=False):
-        key = ".".join(str(part) for part in error["loc"])
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc)
+        variable = variables.get((loc[0], loc[1])) if len(loc) >= 2 else None
+        if variable is not None:
+            key = f"{variable} ({key})"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown setting"

@@ -55,8 +55,64 @@ def test_environment_overrides_single_keys(tmp_path: Path, monkeypatch) -> None:
     assert settings.ocpp.allow_unknown_chargers is True
     assert settings.webhooks.timeout == 7  # the rest of the file still applies
     monkeypatch.setenv("CSMS_OCPP__PORTT", "1")
-    with pytest.raises(ConfigError, match=r"ocpp\.portt: unknown setting"):
+    with pytest.raises(ConfigError, match=r"CSMS_OCPP__PORTT: \[ocpp\] has no setting 'portt'"):
         load_settings(path)
+
+
+def test_list_settings_take_json_or_a_comma_separated_list_from_the_environment() -> None:
+    env = {
+        "CSMS_WEBHOOKS__RETRY_SCHEDULE": "5s, 30s,2m",
+        "CSMS_API__TOKENS": '["0123456789abcdef", "fedcba9876543210"]',
+    }
+    settings = load_settings(None, environ=env)
+    assert settings.webhooks.retry_schedule == [5.0, 30.0, 120.0]
+    assert settings.api.tokens == ["0123456789abcdef", "fedcba9876543210"]
+    single = load_settings(None, environ={"CSMS_API__TOKENS": "0123456789abcdef"})
+    assert single.api.tokens == ["0123456789abcdef"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("CSMS_API__TOKENS", "abc", "CSMS_API__TOKENS (api.tokens.0): String should have at least"),
+        (
+            "CSMS_API__TOKENS",
+            "[abc",
+            "CSMS_API__TOKENS: expected a JSON array or a comma-separated",
+        ),
+        ("CSMS_WEBHOOKS__RETRY_SCHEDULE", "5s,soon", "CSMS_WEBHOOKS__RETRY_SCHEDULE (webhooks."),
+        ("CSMS_API__PORT", "eighty", "CSMS_API__PORT (api.port): Input should be a valid integer"),
+        (
+            "CSMS_APIPORT",
+            "8081",
+            "CSMS_APIPORT: not a setting; variables are CSMS_<SECTION>__<KEY>",
+        ),
+        ("CSMS_NOPE__PORT", "8081", "CSMS_NOPE__PORT: not a setting"),
+    ],
+)
+def test_a_bad_environment_override_names_the_variable(
+    variable: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={variable: value})
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_cli_reports_a_bad_environment_override_in_one_line(monkeypatch, capsys) -> None:
+    from csms.cli import main
+
+    monkeypatch.setenv("CSMS_API__TOKENS", "abc")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("csms: ") and "CSMS_API__TOKENS" in err
+
+
+def test_the_same_port_for_the_api_and_ocpp_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"api\.port and ocpp\.port are both 9000"):
+        load_settings(None, environ={"CSMS_API__PORT": "9000"})
+    # Different hosts may share a port number.
+    load_settings(None, environ={"CSMS_API__PORT": "9000", "CSMS_API__HOST": "127.0.0.2"})
 
 
 def test_cli_refuses_a_bad_config_with_the_key_and_exit_code_2(tmp_path: Path, capsys) -> None:
