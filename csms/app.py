@@ -7,18 +7,18 @@ in-process); ``serve(settings)`` does the same and waits for SIGINT/SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
-import secrets
 import signal
 import sys
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
 
 from csms.api.app import create_app
-from csms.api.common import token_digest
 from csms.api.webhooks import WEBHOOK_SERVICE
 from csms.api.webhooks import routes as webhook_routes
 from csms.catalog import build_catalog
@@ -28,14 +28,20 @@ from csms.hub import ChargerHub
 from csms.ids import IdSource
 from csms.protocol.state import CoreSettings
 from csms.server import OcppServer
-from storage.records import Meta, UnitOfWork
+from csms.tokens import TokenCheck, create_token
+from storage.migrations import NewerSchemaError
 from storage.sqlite import SqliteStore
 from webhooks import Catalog, DeliveryConfig
+from webhooks.secretbox import SecretBoxError
 from webhooks.threaded import ThreadedWebhookService
 
 log = logging.getLogger(__name__)
 
-TOKEN_META_KEY = "api_token_sha256"
+FIRST_TOKEN_LABEL = "generated at first start"
+
+
+class StartError(Exception):
+    """The server cannot start; the message says why in one line, naming the setting."""
 
 
 class Csms:
@@ -64,9 +70,12 @@ class Csms:
 
     async def _start(self) -> None:
         settings, stack = self.settings, self._stack
-        self.store = store = await SqliteStore.open(settings.storage.sqlite_path)
+        try:
+            self.store = store = await SqliteStore.open(settings.storage.sqlite_path)
+        except NewerSchemaError as exc:
+            raise StartError(f"storage.url {settings.storage.url}: {exc}") from None
         stack.push_async_callback(store.close)
-        digests, self.generated_token = await _api_tokens(settings, store)
+        tokens = TokenCheck(settings.api.tokens, store)
         core_settings = CoreSettings(
             authorization=settings.ocpp.authorization,
             heartbeat_interval=settings.ocpp.heartbeat_interval,
@@ -75,9 +84,16 @@ class Csms:
         ids = IdSource(await store.max_transaction_id())
         self.hub = hub = ChargerHub(store, ids, core_settings)
         catalog = build_catalog()
-        self.webhooks = webhooks = await ThreadedWebhookService.start(
-            store, delivery_config(settings.webhooks), catalog
-        )
+        try:
+            self.webhooks = webhooks = await ThreadedWebhookService.start(
+                store, delivery_config(settings.webhooks), catalog
+            )
+        except SecretBoxError as exc:
+            raise StartError(
+                f"{exc}. Restore the file from a backup, or set webhooks.secret_key_file to"
+                " where it is; if it is lost for good, `csms webhooks reset-secrets` makes a"
+                " new key and gives every endpoint a new secret"
+            ) from None
         stack.push_async_callback(webhooks.close)
         store.add_commit_listener(webhooks.notify)
         hub.wants = webhooks.wants
@@ -95,7 +111,7 @@ class Csms:
         app = create_app(
             hub=hub,
             dispatcher=dispatcher,
-            token_digests=lambda: digests,
+            token_check=tokens.accepts,
             event_types=lambda: _event_types(catalog),
             forget_password=ocpp.forget_password,
             extra_routes=[webhook_routes],
@@ -105,9 +121,18 @@ class Csms:
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         self._runner = runner
-        await web.TCPSite(runner, settings.api.host, settings.api.port).start()
+        await _listen(
+            "api",
+            settings.api.host,
+            settings.api.port,
+            web.TCPSite(runner, settings.api.host, settings.api.port).start(),
+        )
         stack.push_async_callback(ocpp.close)
-        await ocpp.start()
+        await _listen("ocpp", settings.ocpp.host, settings.ocpp.port, ocpp.start())
+        # Made only now that nothing else can fail, and printed by the caller at once: a
+        # start that fails never leaves a stored token nobody saw.
+        if tokens.uses_stored_tokens and not await store.list_api_tokens():
+            self.generated_token = (await create_token(store, FIRST_TOKEN_LABEL)).token
 
     @property
     def api_port(self) -> int:
@@ -142,16 +167,17 @@ def delivery_config(settings: WebhookSettings) -> DeliveryConfig:
     )
 
 
-async def _api_tokens(settings: Settings, store: SqliteStore) -> tuple[list[str], str | None]:
-    """Digests of the accepted bearer tokens; a new token if none is configured or stored."""
-    if settings.api.tokens:
-        return [token_digest(t) for t in settings.api.tokens], None
-    stored = await store.get_meta(TOKEN_META_KEY)
-    if stored is not None:
-        return [stored], None
-    token = "chk_" + secrets.token_urlsafe(32)
-    await store.commit(UnitOfWork().put(Meta(key=TOKEN_META_KEY, value=token_digest(token))))
-    return [token_digest(token)], token
+async def _listen(section: str, host: str, port: int, bind: Awaitable[None]) -> None:
+    try:
+        await bind
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason = "the address is already in use (another csms running?)"
+        raise StartError(
+            f"{section}.port: cannot listen on {host}:{port}: {reason}; change {section}.port"
+            f" (or CSMS_{section.upper()}__PORT)"
+        ) from None
 
 
 # Young collections every 50,000 allocations instead of 700, and a full one every 100
@@ -182,6 +208,12 @@ async def serve(settings: Settings) -> None:
             "chargehook: no [api] tokens configured; generated an admin API token. It is shown"
             " only now, store it:\n"
             f"  {csms.generated_token}",
+            flush=True,
+        )
+    elif not settings.api.tokens:
+        print(
+            "chargehook: admin API tokens: the stored ones (`csms token list`); lost yours?"
+            " `csms token create` makes a new one",
             flush=True,
         )
     stop = asyncio.Event()

@@ -1,4 +1,8 @@
-"""``csms serve [--config PATH]``: run the central system."""
+"""``csms``: run the central system (``serve``) and look after its store (``token``, ``webhooks``).
+
+Every failure a user can cause ends in one ``csms: ...`` line on stderr that names the setting
+or the remedy, and a non-zero exit status; never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,93 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from importlib import metadata
 from typing import Any
 
-from csms.config import ConfigError, load_settings
+from csms.config import ConfigError, Settings, load_settings
+
+ENV_HELP = (
+    "Every setting of the TOML file can be overridden by an environment variable"
+    " CSMS_<SECTION>__<KEY>, e.g. CSMS_API__PORT=8081; a list takes a JSON array or a"
+    " comma-separated list (CSMS_WEBHOOKS__RETRY_SCHEDULE=5s,30s,2m). config.example.toml"
+    " shows every setting with its default."
+)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("chargehook")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csms",
+        description="chargehook: an OCPP 1.6J central system with a built-in webhook emitter.",
+        epilog=ENV_HELP,
+    )
+    parser.add_argument("--version", action="version", version=f"chargehook {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the OCPP endpoint, the admin API and the webhook delivery",
+        description=(
+            "Run the central system: the OCPP endpoint chargers connect to"
+            " (ws://127.0.0.1:9000/ocpp/{chargerId} by default), the admin API"
+            " (http://127.0.0.1:8080/api/v1) and the webhook delivery, on the store named by"
+            " storage.url. At the first start without [api] tokens an admin token is"
+            " generated and printed once."
+        ),
+        epilog=ENV_HELP,
+    )
+    _config_argument(serve)
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    token = sub.add_parser(
+        "token",
+        help="make, list and revoke admin API tokens in the configured store",
+        description=(
+            "Admin API tokens kept in the store (used when [api] tokens is empty). A running"
+            " server accepts a new token, and refuses a revoked one, within a second."
+        ),
+        epilog=ENV_HELP,
+    )
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_sub.add_parser("create", help="make a token and print it (shown only now)")
+    _config_argument(create)
+    create.add_argument("--label", default="made with csms token create", help="what it is for")
+    _config_argument(token_sub.add_parser("list", help="the stored tokens (never the tokens)"))
+    revoke = token_sub.add_parser("revoke", help="forget a stored token")
+    _config_argument(revoke)
+    revoke.add_argument("token_id", metavar="ID", help="the token's id, as `csms token list`")
+
+    webhooks = sub.add_parser("webhooks", help="repair the webhook store")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
+    reset = webhooks_sub.add_parser(
+        "reset-secrets",
+        help="the secret key file is lost: make a new one and new endpoint secrets",
+        description=(
+            "Only for a secret key file lost for good: writes a new key file and gives every"
+            " webhook endpoint a new secret, printed once each; every receiver then needs its"
+            " new secret. Run it with the server stopped. Refused while the key file still"
+            " opens every secret."
+        ),
+    )
+    _config_argument(reset)
+    return parser
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML settings file (see config.example.toml)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="csms", description="chargehook OCPP 1.6J central system")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = sub.add_parser("serve", help="run the OCPP endpoint, admin API and webhooks")
-    serve_cmd.add_argument("--config", help="TOML settings file (see config.example.toml)")
-    serve_cmd.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    args = parser.parse_args(argv)
-
+    args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level,
+        level=getattr(args, "log_level", "WARNING"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -33,17 +106,106 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"csms: {exc}", file=sys.stderr)
         return 2
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "token":
+        return _run_tool(_token(args, settings))
+    return _run_tool(_reset_secrets(settings))
 
-    from csms.app import serve  # after the config is known good
+
+def _serve(settings: Settings) -> int:
+    from csms.app import StartError, serve  # after the config is known good
 
     try:
         _run(serve(settings))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
+    except (StartError, OSError) as exc:
         print(f"csms: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+class ToolError(Exception):
+    """A maintenance command cannot do what was asked; the message says why."""
+
+
+def _run_tool(work: Coroutine[Any, Any, None]) -> int:
+    from storage.migrations import NewerSchemaError
+
+    try:
+        asyncio.run(work)
+    except (ToolError, NewerSchemaError, OSError) as exc:
+        print(f"csms: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[None]]) -> None:
+    from storage.sqlite import SqliteStore
+
+    store = await SqliteStore.open(settings.storage.sqlite_path)
+    try:
+        await work(store)
+    finally:
+        await store.close()
+
+
+async def _token(args: argparse.Namespace, settings: Settings) -> None:
+    from csms.tokens import create_token, revoke_token
+
+    if settings.api.tokens:
+        raise ToolError(
+            "api.tokens is set in the configuration, so only those tokens are accepted and"
+            " stored ones would not work; add yours there, or empty it to use stored tokens"
+        )
+
+    async def work(store: Any) -> None:
+        if args.token_command == "create":
+            made = await create_token(store, args.label)
+            print(f"{made.token}")
+            print(
+                f"csms: made token {made.record.id} in {settings.storage.url}; it is shown"
+                " only now",
+                file=sys.stderr,
+            )
+        elif args.token_command == "list":
+            tokens = await store.list_api_tokens()
+            for t in tokens:
+                print(f"{t.id}  {t.hint}...  {t.created_at}  {t.label}")
+            if not tokens:
+                print("csms: no stored tokens; `csms token create` makes one", file=sys.stderr)
+        elif not await revoke_token(store, args.token_id):
+            raise ToolError(f"no stored token has the id {args.token_id} (see csms token list)")
+        else:
+            print(f"csms: revoked {args.token_id}", file=sys.stderr)
+
+    await _with_store(settings, work)
+
+
+async def _reset_secrets(settings: Settings) -> None:
+    from webhooks import secretbox
+    from webhooks.rekey import RekeyRefused, reset_secrets
+
+    path = settings.storage.sqlite_path
+    key_file = settings.webhooks.secret_key_file or secretbox.key_file_for(path)
+    if key_file is None:
+        raise ToolError("an in-memory database keeps no webhook secrets to reset")
+
+    async def work(store: Any) -> None:
+        try:
+            fresh = await reset_secrets(store, key_file)
+        except RekeyRefused as exc:
+            raise ToolError(str(exc)) from None
+        for item in fresh:
+            print(f"{item.endpoint_id}  {item.url}  {item.secret}")
+        print(
+            f"csms: wrote a new key file {key_file} and {len(fresh)} new secrets (shown only"
+            " now); give each receiver its new secret",
+            file=sys.stderr,
+        )
+
+    await _with_store(settings, work)
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

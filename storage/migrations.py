@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
+class NewerSchemaError(Exception):
+    """The database was migrated by a newer version; this one must not write to it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -47,8 +51,16 @@ async def apply(conn: aiosqlite.Connection) -> list[int]:
     )
     async with conn.execute("SELECT version FROM schema_migrations") as cursor:
         done = {row[0] async for row in cursor}
+    known = available()
+    newest_known = known[-1].version if known else 0
+    if done and max(done) > newest_known:
+        raise NewerSchemaError(
+            f"the database is at schema version {max(done)}, written by a newer chargehook;"
+            f" this one knows versions up to {newest_known}: upgrade chargehook (or point"
+            " storage.url at another database)"
+        )
     applied = []
-    for migration in available():
+    for migration in known:
         if migration.version in done:
             continue
         log.info("applying migration %04d_%s", migration.version, migration.name)

@@ -179,6 +179,17 @@ class Meta:
     value: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiToken:
+    """An admin API bearer token the store keeps: its digest, never the token itself."""
+
+    id: str
+    digest: str  # hex SHA-256
+    hint: str  # the token's first characters, to recognise it in a list
+    label: str
+    created_at: str
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     """A raw SQL write, for the store's own modules (e.g. webhook tables), never for callers
@@ -192,7 +203,7 @@ class Statement:
 class Delete:
     """Delete one row of a table by its key (``table`` names a record type)."""
 
-    table: str  # "chargers" | "id_tags"
+    table: str  # "chargers" | "id_tags" | "api_tokens" | ...
     key: str
 
 
@@ -206,6 +217,7 @@ Record = (
     | IdTag
     | Event
     | Meta
+    | ApiToken
     | Command
     | ChargerSetting
     | UnknownStop

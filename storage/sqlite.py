@@ -25,6 +25,7 @@ import aiosqlite
 from storage import migrations
 from storage import sqlite_rows as codec
 from storage.records import (
+    ApiToken,
     ChargerRegistration,
     ChargerState,
     Command,
@@ -226,6 +227,10 @@ class SqliteStore:
     async def get_meta(self, key: str) -> str | None:
         row = await self.fetch_one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else row[0]
+
+    async def list_api_tokens(self) -> list[ApiToken]:
+        rows = await self.fetch_all("SELECT * FROM api_tokens ORDER BY created_at, id")
+        return [codec.api_token(r) for r in rows]
 
     async def get_registration(self, charger_id: str) -> ChargerRegistration | None:
         row = await self.fetch_one("SELECT * FROM chargers WHERE id = ?", (charger_id,))

@@ -11,6 +11,7 @@ import aiosqlite
 import orjson
 
 from storage.records import (
+    ApiToken,
     ChargerRegistration,
     ChargerSetting,
     ChargerState,
@@ -79,6 +80,9 @@ _SQL: dict[type, str] = {
         " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
     ),
     Meta: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+    ApiToken: (
+        "INSERT INTO api_tokens (id, digest, hint, label, created_at) VALUES (?, ?, ?, ?, ?)"
+    ),
     Command: (
         "INSERT OR REPLACE INTO commands (id, charger_id, action, request, status, deferred,"
         " response, error, created_at, sent_at, completed_at)"
@@ -116,6 +120,7 @@ _DELETE_SQL = {
     ),
     "connectors": "DELETE FROM connectors WHERE charger_id = ?",
     "id_tags": "DELETE FROM id_tags WHERE id_tag = ?",
+    "api_tokens": "DELETE FROM api_tokens WHERE id = ?",
     "charger_settings": "DELETE FROM charger_settings WHERE charger_id = ?",
 }
 
@@ -208,6 +213,9 @@ def statement_of(record: Record | Delete | Statement) -> tuple[str, tuple[Any, .
             params += (i.created_at, i.updated_at)
         case Meta():
             params = (record.key, record.value)
+        case ApiToken():
+            t = record
+            params = (t.id, t.digest, t.hint, t.label, t.created_at)
         case Command():
             c = record
             params = (c.id, c.charger_id, c.action, dumps(c.request), c.status, int(c.deferred))
@@ -248,6 +256,16 @@ def statements(units: Iterable[UnitOfWork]) -> list[tuple[str, list[tuple[Any, .
         sql, params = statement_of(write)
         grouped.setdefault(sql, []).append(params)
     return list(grouped.items())
+
+
+def api_token(row: aiosqlite.Row) -> ApiToken:
+    return ApiToken(
+        id=row["id"],
+        digest=row["digest"],
+        hint=row["hint"],
+        label=row["label"],
+        created_at=row["created_at"],
+    )
 
 
 def registration(row: aiosqlite.Row) -> ChargerRegistration:

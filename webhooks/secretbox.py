@@ -79,8 +79,15 @@ def load_or_create_key(path: str | None, *, create: bool) -> bytes:
             " exist; restore the file (or delete and re-create the endpoints)"
         )
     key = os.urandom(32)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    write_key_file(file, key)
+    return key
+
+
+def write_key_file(path: Path, key: bytes) -> None:
+    """A new key file, mode 0600 from its creation, flushed to disk before it is used."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(base64.b64encode(key).decode() + "\n")
-    return key
+        fh.flush()
+        os.fsync(fh.fileno())

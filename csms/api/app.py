@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -35,14 +35,14 @@ def create_app(
     *,
     hub: ChargerHub,
     dispatcher: CommandDispatcher,
-    token_digests: Callable[[], Iterable[str]],
+    token_check: Callable[[str], Awaitable[bool]],
     event_types: Callable[[], list[dict[str, Any]]],
     forget_password: Callable[[str], None],
     extra_routes: Iterable[web.RouteTableDef] = (),
     extra_keys: dict[web.AppKey[Any], Any] | None = None,
 ) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(token_digests)],
+        middlewares=[error_middleware, auth_middleware(token_check)],
         client_max_size=MAX_BODY_BYTES,
     )
     app[HUB] = hub
