@@ -90,9 +90,9 @@ class Csms:
             )
         except SecretBoxError as exc:
             raise StartError(
-                f"{exc}. Restore the file from a backup, or set webhooks.secret_key_file to"
-                " where it is; if it is lost for good, `csms webhooks reset-secrets` makes a"
-                " new key and gives every endpoint a new secret"
+                f"{exc}: restore it from a backup, or set webhooks.secret_key_file to where"
+                " it is; if it is lost for good, `csms webhooks reset-secrets` (with the same"
+                " --config) makes a new key and gives every endpoint a new secret"
             ) from None
         stack.push_async_callback(webhooks.close)
         store.add_commit_listener(webhooks.notify)

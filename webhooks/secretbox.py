@@ -75,8 +75,8 @@ def load_or_create_key(path: str | None, *, create: bool) -> bytes:
         return key
     if not create:
         raise SecretBoxError(
-            f"the webhook secret key file {path} is missing but endpoints with sealed secrets"
-            " exist; restore the file (or delete and re-create the endpoints)"
+            f"the webhook secret key file {path} is missing but endpoints with secrets sealed"
+            " by it exist"
         )
     key = os.urandom(32)
     write_key_file(file, key)
