@@ -157,16 +157,29 @@ class OcppServer:
             del request.headers["Sec-WebSocket-Protocol"]
         charger_id = charger_id_from_path(request.path)
         if charger_id is None:
+            log.info(
+                "refused upgrade from %s: HTTP 404, path %.100r is not /ocpp/{chargerId}",
+                _peer(connection),
+                request.path,
+            )
             return connection.respond(http.HTTPStatus.NOT_FOUND, "expected /ocpp/{chargerId}\n")
         registration = await self.hub.store.get_registration(charger_id)
         if registration is None and not self.settings.allow_unknown_chargers:
-            log.info("refused unknown charger %r from %s", charger_id, _peer(connection))
+            log.info(
+                "refused charger %r from %s: HTTP 404, not registered",
+                charger_id,
+                _peer(connection),
+            )
             return connection.respond(http.HTTPStatus.NOT_FOUND, "unknown charger\n")
         profile = 0
         if registration is not None and registration.password_hash:
-            if not await self._authenticated(charger_id, registration.password_hash, request):
+            refusal = await self._authenticate(charger_id, registration.password_hash, request)
+            if refusal is not None:
                 log.info(
-                    "refused charger %r from %s: bad credentials", charger_id, _peer(connection)
+                    "refused charger %r from %s: HTTP 401, %s",
+                    charger_id,
+                    _peer(connection),
+                    refusal,
                 )
                 response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "unauthorized\n")
                 response.headers["WWW-Authenticate"] = 'Basic realm="chargehook", charset="UTF-8"'
@@ -177,18 +190,25 @@ class OcppServer:
         connection.chargehook_identity = Identity(charger_id, registration, profile)  # type: ignore[attr-defined]
         return None
 
-    async def _authenticated(self, charger_id: str, stored: str, request: Request) -> bool:
+    async def _authenticate(self, charger_id: str, stored: str, request: Request) -> str | None:
+        """None when the Basic credentials are the charger's; else why not, for the log
+        (an operator tells a charger with no password set from one with the wrong one)."""
+        header = request.headers.get("Authorization")
+        if not header:
+            return "no Authorization header (no password sent)"
         credentials = basic_credentials(request.headers)
-        if credentials is None or credentials[0] != charger_id:
-            return False
+        if credentials is None:
+            return "Authorization is not valid HTTP Basic"
+        if credentials[0] != charger_id:
+            return f"Basic user name {credentials[0][:48]!r} is not the charger id"
         password = credentials[1]
         if self._verified.known(charger_id, stored, password):
-            return True
+            return None
         # scrypt takes tens of ms: keep it off the event loop.
         if await asyncio.to_thread(verify_password, password, stored):
             self._verified.add(charger_id, stored, password)
-            return True
-        return False
+            return None
+        return "wrong password"
 
     # -- connection -----------------------------------------------------------------------
 
