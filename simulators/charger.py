@@ -26,13 +26,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from simulators import commands
 from simulators.frames import Call, CallError, CallResult, ErrorCode, Unreadable, encode, parse
 from simulators.model import ChargerModel
-from simulators.net import SUBPROTOCOL, basic_auth, endpoint, ssl_context
+from simulators.net import (
+    BAD_URL,
+    SUBPROTOCOL,
+    ConnectProblem,
+    basic_auth,
+    connect_problem,
+    endpoint,
+    ssl_context,
+)
 from simulators.outbox import TRANSACTION_ACTIONS, Outbox, Outgoing, payload_for
 from simulators.status import ErrorCode as FaultCode
 
@@ -43,7 +51,8 @@ class EventKind(enum.StrEnum):
     """What a `Charger` records, for tests and logs to wait on."""
 
     CONNECTED = "connected"
-    CONNECT_FAILED = "connect_failed"
+    CONNECT_FAILED = "connect_failed"  # `detail`: what is wrong, in words
+    GAVE_UP = "gave_up"  # no more connect attempts (`connect_attempts`, or a bad URL)
     DISCONNECTED = "disconnected"
     BOOTED = "booted"  # any BootNotification.conf; `answer["status"]` says which
     CALL_RECEIVED = "call_received"  # a CSMS CALL, after it was answered
@@ -68,6 +77,14 @@ class SimEvent:
     detail: str | None = None
 
 
+class ConnectFailed(ConnectionError):
+    """The charger gave up connecting before it ever got in; `problem` says why."""
+
+    def __init__(self, problem: ConnectProblem) -> None:
+        super().__init__(problem.line())
+        self.problem = problem
+
+
 class Charger:
     """One simulated charge point on a real WebSocket."""
 
@@ -88,6 +105,7 @@ class Charger:
         reboot_delay: float = 1.0,
         reconnect_delay: float = 1.0,
         retry_interval: float | None = None,
+        connect_attempts: int | None = None,
         clock: Callable[[], datetime] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -105,6 +123,11 @@ class Charger:
         self.reboot_delay = reboot_delay  # how long a reboot keeps the charger away
         self.reconnect_delay = reconnect_delay  # first back-off after a failed connect
         self.retry_interval = retry_interval  # overrides TransactionMessageRetryInterval
+        # Before the first connection: give up after this many failed connects, or at once
+        # on a refusal no retry can fix (404, 401, not OCPP). None: keep trying (a real
+        # charger). After a connection, reconnects always go on; a bad URL always ends it.
+        self.connect_attempts = connect_attempts
+        self.gave_up: ConnectProblem | None = None
         self.now = clock or (lambda: datetime.now(UTC))
         self.log = logger or LOG
         self.outbox = Outbox()  # everything we send, in order; kept while offline
@@ -134,11 +157,18 @@ class Charger:
         await self.stop()
 
     async def start(self, *, wait_boot: bool = True, timeout: float = 10.0) -> None:
-        """Connect and, unless told not to, wait until BootNotification is Accepted."""
+        """Connect and, unless told not to, wait until BootNotification is Accepted.
+
+        Raises `ConnectFailed` as soon as the charger gives up connecting."""
         self._spawn(self._run())
         self._spawn(self._clock_loop())
         if wait_boot:
-            await self.wait_until(lambda: self.model.registration == "Accepted", timeout=timeout)
+            await self.wait_until(
+                lambda: self.model.registration == "Accepted" or self.gave_up is not None,
+                timeout=timeout,
+            )
+            if self.gave_up is not None:
+                raise ConnectFailed(self.gave_up)
 
     async def stop(self) -> None:
         """Close the socket and stop every task (queued messages are abandoned)."""
@@ -283,17 +313,41 @@ class Charger:
 
     async def _run(self) -> None:
         backoff = self.reconnect_delay
+        failures = 0  # failed connects before the first connection
+        connected_once = False
         while not self._closing:
             await self._online.wait()
             try:
                 ws = await self._connect()
-            except (OSError, InvalidHandshake, TimeoutError) as exc:
-                self._emit(EventKind.CONNECT_FAILED, detail=str(exc))
-                self.log.warning("%s: connect failed: %s", self.charger_id, exc)
+            except (OSError, InvalidHandshake, InvalidURI, ValueError, TimeoutError) as exc:
+                problem = connect_problem(
+                    exc, self.url, self.charger_id, password=bool(self._password())
+                )
+                self._emit(EventKind.CONNECT_FAILED, detail=problem.message)
+                failures += 1
+                limit = None if connected_once else self.connect_attempts
+                if problem.kind == BAD_URL or (
+                    limit is not None and (problem.final or failures >= limit)
+                ):
+                    self.gave_up = problem
+                    self._emit(EventKind.GAVE_UP, detail=problem.message)
+                    return  # the one who started us says it (`start()` raises)
+                if limit is not None:
+                    self.log.info(
+                        "%s: connect failed (attempt %d of %d, again in %g s): %s",
+                        self.charger_id,
+                        failures,
+                        limit,
+                        backoff,
+                        problem.line(),
+                    )
+                else:
+                    self.log.warning("%s: connect failed: %s", self.charger_id, problem.line())
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = self.reconnect_delay
+            connected_once = True
             try:
                 await self._serve(ws)
             finally:
@@ -308,8 +362,11 @@ class Charger:
                 self.model.reboot(self.now())
                 self._reboot = None
 
+    def _password(self) -> str:
+        return self.model.config.get_text("AuthorizationKey")
+
     async def _connect(self) -> ClientConnection:
-        key = self.model.config.get_text("AuthorizationKey")
+        key = self._password()
         headers = basic_auth(self.charger_id, key) if key else {}
         ws = await connect(
             endpoint(self.url, self.charger_id),

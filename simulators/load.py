@@ -4,7 +4,8 @@ Lean on purpose, so that the client is not what is measured: raw WebSocket frame
 `json`, no schema validation, no `ocpp` library, one CALL in flight per charger (OCPP-J
 4.1.1). Connections ramp up over `ramp` seconds instead of arriving all at once; the run
 is bounded in chargers and time (hard stop at duration + grace) and refuses non-loopback
-targets unless told otherwise.
+targets unless told otherwise. A run in which no charger got in says why (`failure` in the
+summary: what the upgrades were answered), and long runs report progress as they go.
 
 Closed loop by default (each charger sends its next CALL when the last is answered); with
 `rate` it is open loop: calls are scheduled at `rate` per second over all chargers and
@@ -25,17 +26,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from simulators.net import SUBPROTOCOL, basic_auth, endpoint, ssl_context
+from simulators.net import (
+    NOT_OCPP,
+    NOT_REGISTERED,
+    PASSWORD,
+    REFUSED,
+    SUBPROTOCOL,
+    ConnectProblem,
+    basic_auth,
+    check_url,
+    connect_problem,
+    endpoint,
+    ssl_context,
+)
 from simulators.timefmt import iso
 
 MAX_CHARGERS = 20_000
 MAX_DURATION = 3_600.0
 SCENARIOS = ("meter", "idle", "session")
+API_PREFIX = "/api/v1"
+PROGRESS_EVERY = 5.0  # seconds between progress lines
+
+# What to do when every upgrade was refused the same way, by `ConnectProblem.kind`.
+HINTS = {
+    NOT_REGISTERED: "not registered; pass --register-api URL --token T",
+    PASSWORD: "wrong or missing password; pass the --password they are registered with",
+    NOT_OCPP: "not an OCPP endpoint; --url is the ws://HOST:PORT/ocpp that csms serve prints",
+    REFUSED: "connection refused; is the CSMS running?",
+}
 
 
 class LoadError(ValueError):
@@ -59,6 +83,8 @@ class LoadOptions:
     seed: int | None = None
 
     def validate(self) -> None:
+        if problem := check_url(self.url):
+            raise LoadError(problem)
         if not 1 <= self.chargers <= MAX_CHARGERS:
             raise LoadError(f"--chargers must be 1..{MAX_CHARGERS}")
         if not 0 < self.duration <= MAX_DURATION:
@@ -83,6 +109,7 @@ class Stats:
     errors: Counter[str] = field(default_factory=Counter)
     connected: set[str] = field(default_factory=set)  # ids that got a session open
     connect_failures: int = 0
+    connect_problems: dict[str, ConnectProblem] = field(default_factory=dict)  # first per kind
     teardown_calls: int = 0  # StopTransactions after the measured window
 
 
@@ -125,7 +152,31 @@ def summary(stats: Stats, options: LoadOptions, *, elapsed: float, cpu: float) -
         "durationS": round(elapsed, 3),
         "rampS": options.ramp,
         "clientCpuS": round(cpu, 3),
+        "failure": None if stats.connected else not_connected(stats),
     }
+
+
+def not_connected(stats: Stats) -> str:
+    """Why no charger got in, in one line: how the connects failed and what to do."""
+    failures = sorted(
+        ((n, key) for key, n in stats.errors.items() if key.startswith("connect:")),
+        key=lambda item: (-item[0], item[1]),
+    )
+    parts: list[str] = []
+    for n, key in failures:
+        problem = stats.connect_problems.get(key)
+        if problem is not None and problem.status is not None:
+            what = f"{n} upgrade{'s' if n != 1 else ''} answered HTTP {problem.status}"
+        else:
+            what = f"{n} connect{'s' if n != 1 else ''} failed"
+        hint = key if problem is None else HINTS.get(problem.kind, problem.message)
+        parts.append(f"{what} ({hint})")
+    registering = sorted(key for key in stats.errors if key.startswith("register:"))
+    if registering:
+        parts.append(f"registering failed: {', '.join(registering)}")
+    if not parts:
+        return "no charger connected (no connect finished within the run)"
+    return "no charger connected: " + "; ".join(parts)
 
 
 class CallFailed(Exception):
@@ -209,6 +260,10 @@ class LeanCharger:
                     else f"connect:{type(exc).__name__}"
                 )
                 self.stats.errors[kind] += 1
+                if kind not in self.stats.connect_problems:
+                    self.stats.connect_problems[kind] = connect_problem(
+                        exc, self.options.url, self.charger_id, password=bool(self.options.password)
+                    )
                 await asyncio.sleep(
                     min(1.0 + random.random(), max(0.0, self.deadline - loop.time()))
                 )
@@ -386,31 +441,90 @@ class LeanCharger:
             await self._stop()
 
 
+def api_root(url: str) -> str:
+    """`http://HOST:PORT` from the admin API URL in either form: as `csms serve` prints it
+    (`.../api/v1`) or without the prefix."""
+    base = url.rstrip("/")
+    if base.endswith(API_PREFIX):
+        base = base[: -len(API_PREFIX)]
+    return base.rstrip("/")
+
+
 async def register(
     api: str, token: str, ids: list[str], password: str | None, stats: Stats
 ) -> None:
-    """Register every id through the admin API (DESIGN 6); 409 means it already exists."""
+    """Register every id through the admin API (DESIGN 6); 409 means it already exists.
+
+    Raises `LoadError` when not one registration went through (a wrong token or URL):
+    the run could only count refused upgrades after that."""
     import aiohttp
 
+    root = api_root(api)
+    if urlsplit(root).scheme not in ("http", "https"):
+        raise LoadError(
+            f"--register-api {api} is not an http:// URL (e.g. http://127.0.0.1:8080/api/v1)"
+        )
+    url = f"{root}{API_PREFIX}/chargers"
     sem = asyncio.Semaphore(16)
     headers = {"Authorization": f"Bearer {token}"}
+    registered = 0
+    first: dict[str, str] = {}  # error kind -> what it was, for the message
+
     async with aiohttp.ClientSession(headers=headers) as session:
 
         async def one(charger_id: str) -> None:
+            nonlocal registered
             body: dict[str, Any] = {"id": charger_id}
             if password:
                 body["password"] = password
             async with sem:
                 try:
-                    async with session.post(
-                        f"{api.rstrip('/')}/api/v1/chargers", json=body
-                    ) as resp:
-                        if resp.status not in (200, 201, 409):
-                            stats.errors[f"register:{resp.status}"] += 1
+                    async with session.post(url, json=body) as resp:
+                        if resp.status in (200, 201, 409):
+                            registered += 1
+                            return
+                        kind = f"register:{resp.status}"
+                        first.setdefault(kind, f"HTTP {resp.status}")
                 except aiohttp.ClientError as exc:
-                    stats.errors[f"register:{type(exc).__name__}"] += 1
+                    kind = f"register:{type(exc).__name__}"
+                    first.setdefault(kind, str(exc) or type(exc).__name__)
+                stats.errors[kind] += 1
 
         await asyncio.gather(*(one(i) for i in ids))
+    if registered == 0 and first:
+        raise LoadError(_register_failure(url, first))
+
+
+def _register_failure(url: str, first: dict[str, str]) -> str:
+    """One line for a registration that never went through, by how it failed."""
+    if "register:401" in first:
+        return f"registering at {url} failed: HTTP 401, the admin API refused the token (--token)"
+    if "register:404" in first:
+        return (
+            f"registering at {url} failed: HTTP 404, no admin API there; --register-api is the"
+            " admin API URL csms serve prints (http://HOST:PORT/api/v1)"
+        )
+    what = next(iter(first.values()))
+    return f"registering at {url} failed: {what}"
+
+
+async def _report(
+    progress: Callable[[str], None],
+    every: float,
+    chargers: list[LeanCharger],
+    stats: Stats,
+    t0: float,
+) -> None:
+    """A progress line every `every` seconds until cancelled: connected, calls, errors."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)  # a clock, not a wait for something
+        open_now = sum(1 for c in chargers if c.ws is not None)
+        errors = sum(stats.errors.values())
+        progress(
+            f"{loop.time() - t0:.0f} s: {open_now}/{len(chargers)} connected,"
+            f" {len(stats.latencies)} calls, {errors} errors"
+        )
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -428,10 +542,17 @@ def _cpu() -> float:
 
 
 async def run_load(
-    options: LoadOptions, *, register_api: str | None = None, token: str | None = None
+    options: LoadOptions,
+    *,
+    register_api: str | None = None,
+    token: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    progress_every: float = PROGRESS_EVERY,
 ) -> dict[str, Any]:
-    """Run the whole load and return its summary."""
+    """Run the whole load and return its summary; `progress` gets a line every few seconds."""
     options.validate()
+    if register_api and not token:
+        raise LoadError("--register-api needs --token (the admin API token)")
     if options.seed is not None:
         random.seed(options.seed)
     raise_fd_limit(options.chargers + 256)
@@ -446,7 +567,15 @@ async def run_load(
     step = options.ramp / options.chargers if options.chargers else 0.0
     chargers = [LeanCharger(cid, options, stats, deadline) for cid in ids]
     tasks = [asyncio.create_task(c.run(t0 + n * step)) for n, c in enumerate(chargers)]
-    done, pending = await asyncio.wait(tasks, timeout=options.duration + options.grace)
+    reporter = None
+    if progress is not None:
+        reporter = asyncio.create_task(_report(progress, progress_every, chargers, stats, t0))
+    try:
+        done, pending = await asyncio.wait(tasks, timeout=options.duration + options.grace)
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
     for task in pending:
         task.cancel()
     if pending:

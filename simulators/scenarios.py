@@ -11,12 +11,24 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from simulators.charger import Charger, EventKind
+from simulators.charger import Charger, EventKind, SimEvent
 from simulators.status import ErrorCode, Status
 
 
 class ScenarioError(RuntimeError):
     """The CSMS did not let the scenario go on (e.g. the id tag was refused)."""
+
+
+class IdTagRefused(ScenarioError):
+    """Authorize or StartTransaction answered an idTagInfo that is not Accepted.
+
+    Raised at once: no transaction is coming, so waiting for one only hides why."""
+
+    def __init__(self, id_tag: str, status: str, action: str) -> None:
+        super().__init__(f"id tag {id_tag} was refused by the CSMS ({status})")
+        self.id_tag = id_tag
+        self.status = status
+        self.action = action
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,19 +40,56 @@ class ScenarioOptions:
     error_code: ErrorCode = ErrorCode.GROUND_FAILURE  # for `faulted`
 
 
+def _tag_status(event: SimEvent, default: str = "Invalid") -> str:
+    """The idTagInfo status of an answer (Authorize.conf, StartTransaction.conf)."""
+    info = (event.answer or {}).get("idTagInfo") or {}
+    return str(info.get("status", default))
+
+
 async def _start_session(ch: Charger, o: ScenarioOptions) -> int:
-    """Plug in and present the tag; return the transactionId the CSMS gave."""
+    """Plug in and present the tag; return the transactionId the CSMS gave.
+
+    Ends as soon as the CSMS has answered: a started transaction, or a refusal (the tag
+    refused at Authorize or at StartTransaction, or either CALL failed), raised."""
     mark = ch.mark()
     ch.plug_in(o.connector)
     ch.present_tag(o.connector, o.id_tag)
+
+    def outcome() -> SimEvent | None:
+        for event in ch.events[mark:]:
+            if event.kind == EventKind.TRANSACTION_STARTED and event.connector_id == o.connector:
+                return event
+            if (
+                event.kind == EventKind.ANSWERED
+                and event.action == "Authorize"
+                and (event.payload or {}).get("idTag") == o.id_tag
+                and _tag_status(event) != "Accepted"
+            ):
+                return event
+            if event.kind == EventKind.CALL_FAILED and event.action in (
+                "Authorize",
+                "StartTransaction",
+            ):
+                return event
+        return None
+
     try:
-        started = await ch.wait_for(
-            EventKind.TRANSACTION_STARTED, since=mark, connector_id=o.connector, timeout=o.wait
-        )
+        await ch.wait_until(lambda: outcome() is not None, timeout=o.wait)
     except TimeoutError as exc:
-        raise ScenarioError(f"no transaction started for {o.id_tag} (refused?)") from exc
-    assert started.transaction_id is not None
-    return started.transaction_id
+        raise ScenarioError(f"no transaction started for {o.id_tag} in {o.wait:g} s") from exc
+    event = outcome()
+    assert event is not None
+    if event.kind == EventKind.CALL_FAILED:
+        raise ScenarioError(f"{event.action} for {o.id_tag} failed: {event.detail}")
+    started = event.kind == EventKind.TRANSACTION_STARTED
+    status = _tag_status(event, "Accepted" if started else "Invalid")
+    if status != "Accepted":
+        # What the refusal set off (StopTransaction DeAuthorized, the connector's status)
+        # still reaches the CSMS, so its records end where the charger's do.
+        await ch.drain(timeout=o.wait)
+        raise IdTagRefused(o.id_tag, status, "StartTransaction" if started else "Authorize")
+    assert event.transaction_id is not None
+    return event.transaction_id
 
 
 async def _end_session(ch: Charger, o: ScenarioOptions) -> None:
@@ -129,6 +178,36 @@ async def idle(ch: Charger, o: ScenarioOptions) -> None:
         await asyncio.Event().wait()  # until cancelled (Ctrl-C)
     else:
         await asyncio.sleep(o.duration)
+
+
+def result_line(ch: Charger, scenario: str, *, since: int = 0) -> str:
+    """What a scenario did, in one line: `csms-sim run` prints it even with --quiet, so a
+    script (or a person) sees the outcome without reading the message log."""
+    events = ch.events[since:]
+    stops = {e.transaction_id: e for e in events if e.kind == EventKind.TRANSACTION_STOPPED}
+    transactions: list[str] = []
+    for start in (e for e in events if e.kind == EventKind.TRANSACTION_STARTED):
+        stop = stops.get(start.transaction_id)
+        if stop is None:
+            transactions.append(f"{start.transaction_id} (still open)")
+            continue
+        wh = int((stop.payload or {}).get("meterStop", 0)) - int(
+            (start.payload or {}).get("meterStart", 0)
+        )
+        transactions.append(f"{start.transaction_id} ({wh} Wh)")
+    if not transactions:
+        parts = ["no transaction"]
+    else:
+        label = "transaction" if len(transactions) == 1 else "transactions"
+        parts = [f"{label} {', '.join(transactions)}"]
+    answered = [e for e in events if e.kind == EventKind.ANSWERED]
+    for e in answered:
+        payload = e.payload or {}
+        if e.action == "StatusNotification" and payload.get("status") == "Faulted":
+            connector, code = payload.get("connectorId"), payload.get("errorCode")
+            parts.append(f"connector {connector} faulted ({code})")
+    parts.append(f"{len(answered)} calls answered")
+    return f"{scenario} done: {ch.charger_id}, {', '.join(parts)}"
 
 
 Scenario = Callable[[Charger, ScenarioOptions], Awaitable[None]]
