@@ -413,6 +413,36 @@ class SqliteStore:
         )
         return [codec.command(r) for r in rows]
 
+    async def list_commands(
+        self,
+        *,
+        charger_id: str | None = None,
+        statuses: Sequence[str] = (),
+        deferred: bool | None = None,
+        limit: int,
+        starting_after: str | None = None,
+    ) -> Page[Command]:
+        """Commands newest first (by ``pos``, migration 0006); ``starting_after`` is the id of
+        the last one seen (LookupError when no command has it)."""
+        where, params = _where(
+            ("charger_id = ?", charger_id),
+            ("deferred = ?", None if deferred is None else int(deferred)),
+        )
+        if statuses:
+            where.append("status IN (" + ",".join("?" * len(statuses)) + ")")
+            params.extend(statuses)
+        if starting_after is not None:
+            anchor = await self.fetch_one(
+                "SELECT pos FROM commands WHERE id = ?", (starting_after,)
+            )
+            if anchor is None:
+                raise LookupError(starting_after)
+            where.append("pos < ?")
+            params.append(anchor[0])
+        sql = "SELECT * FROM commands" + _clause(where) + " ORDER BY pos DESC LIMIT ?"
+        rows = await self.fetch_all(sql, [*params, limit + 1])
+        return Page(items=[codec.command(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
     async def charger_settings(self, charger_id: str) -> dict[str, Any]:
         rows = await self.fetch_all(
             "SELECT key, value FROM charger_settings WHERE charger_id = ? ORDER BY key",
