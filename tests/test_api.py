@@ -403,7 +403,10 @@ async def test_events_filtered_by_type_and_charger(api: Api, two_sessions: list[
         ("CP-E1", "charger.connected"),
         ("CP-E1", "charger.disconnected"),
     ]
-    assert await types("type=transaction") == []  # exact, not a prefix
+    # Exact, not a prefix: "transaction" names no type, and a filter that can match nothing
+    # is refused rather than answered with an empty list.
+    status, body = await api.request("GET", "/api/v1/events?type=transaction")
+    assert status == 400 and body["error"]["code"] == "invalid_parameter", body
     assert await types("type=*.stopped") == [
         ("CP-E1", "transaction.stopped"),
         ("CP-E2", "transaction.stopped"),

@@ -10,6 +10,7 @@ from aiohttp import web
 from csms.api import chargers, commands, events, id_tags, transactions
 from csms.api.common import auth_middleware, error_middleware, ok
 from csms.api.keys import COMMANDS, EVENT_TYPES, FORGET_PASSWORD, HUB, STORE
+from csms.api.query import query_middleware
 from csms.commands import CommandDispatcher
 from csms.hub import ChargerHub
 
@@ -42,7 +43,8 @@ def create_app(
     extra_keys: dict[web.AppKey[Any], Any] | None = None,
 ) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(token_check)],
+        # The query check after auth: an unauthenticated caller learns nothing of the routes.
+        middlewares=[error_middleware, auth_middleware(token_check), query_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[HUB] = hub

@@ -20,6 +20,7 @@ from csms.api.common import (
     reject_unknown,
 )
 from csms.api.keys import FORGET_PASSWORD, HUB, STORE
+from csms.api.query import PAGINATION, accepts
 from csms.passwords import hash_password, key_problem
 from csms.protocol.core import persisted_state
 from csms.protocol.state import RegistrationStatus
@@ -149,6 +150,7 @@ async def create_charger(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/chargers")
+@accepts(*PAGINATION)
 async def list_chargers(request: web.Request) -> web.Response:
     limit, starting_after = pagination(request)
     store = request.app[STORE]

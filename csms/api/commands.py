@@ -8,6 +8,7 @@ from aiohttp import web
 
 from csms.api.common import ApiError, bad_request, conflict, not_found, ok, query_bool, read_json
 from csms.api.keys import COMMANDS, STORE
+from csms.api.query import accepts
 from csms.commands import CommandRefused
 from csms.protocol.schemas import CENTRAL_SYSTEM_ACTIONS, validate_request
 from storage.records import Command
@@ -49,6 +50,7 @@ def _wait_seconds(request: web.Request) -> float | None:
 
 
 @routes.post("/api/v1/chargers/{id}/commands/{action}")
+@accepts("wait", "queue")
 async def send_command(request: web.Request) -> web.Response:
     charger_id = request.match_info["id"]
     action = request.match_info["action"]

@@ -19,6 +19,7 @@ from csms.api.common import (
     reject_unknown,
 )
 from csms.api.keys import HUB, STORE
+from csms.api.query import PAGINATION, accepts
 from csms.protocol.timefmt import format_timestamp, parse_timestamp
 from storage.records import Delete, IdTag, UnitOfWork
 
@@ -85,6 +86,7 @@ async def create_id_tag(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/id-tags")
+@accepts(*PAGINATION)
 async def list_id_tags(request: web.Request) -> web.Response:
     limit, starting_after = pagination(request)
     result = await request.app[STORE].list_id_tags(limit=limit, starting_after=starting_after)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from csms.api.common import bad_request, not_found, ok, page, pagination, query_bool
 from csms.api.keys import STORE
+from csms.api.query import PAGINATION, accepts
 from storage.records import MeterSample, Transaction
 
 routes = web.RouteTableDef()
@@ -48,6 +49,7 @@ def _int(raw: str, name: str) -> int:
 
 
 @routes.get("/api/v1/transactions")
+@accepts("chargerId", "active", *PAGINATION)
 async def list_transactions(request: web.Request) -> web.Response:
     limit, starting_after = pagination(request)
     result = await request.app[STORE].list_transactions(

@@ -21,6 +21,7 @@ from csms.api.common import (
     read_json,
     reject_unknown,
 )
+from csms.api.query import PAGINATION, accepts
 from storage.webhook_tables import AttemptRow
 from webhooks import Endpoint, InvalidEndpoint, NotFound, WebhookService
 from webhooks.service import attempt_id
@@ -118,6 +119,7 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/webhooks")
+@accepts(*PAGINATION)
 async def list_webhooks(request: web.Request) -> web.Response:
     limit, starting_after = pagination(request)
     endpoints = _service(request).list_endpoints()
@@ -183,6 +185,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/webhooks/{id}/deliveries")
+@accepts("eventId", *PAGINATION)
 async def list_deliveries(request: web.Request) -> web.Response:
     limit, starting_after = pagination(request)
     with _service_errors():
