@@ -5,7 +5,8 @@ out in the order the API received them; each waits ``ocpp.call_timeout`` for its
 A command is stored (with its ``.requested`` event) before it is sent. When a charger
 disconnects, its in-flight command and the commands queued behind it fail; commands the
 caller asked to queue for an offline charger (``?queue=true``) wait for the next connection,
-also across restarts.
+also across restarts. A command still waiting in its queue can be cancelled (``cancel``): it
+fails with error ``cancelled`` and is never sent.
 
 This module never runs inside the handling of a charger's own message: answers arrive through
 ``on_answer`` (called by the frame loop) and only resolve a future, so a charger's socket is
@@ -35,6 +36,14 @@ class CommandRefused(Exception):
     """The API must refuse the command (e.g. 409: charger offline, or Pending)."""
 
 
+class UnknownCommand(LookupError):
+    """No command has this id (404)."""
+
+
+# The error of a command cancelled before it was sent; the shape of every command error.
+CANCELLED = {"code": "cancelled", "message": "cancelled through the API before it was sent"}
+
+
 @dataclass(slots=True, eq=False)
 class _Queue:
     commands: deque[Command] = field(default_factory=deque)
@@ -43,6 +52,9 @@ class _Queue:
     waiting: tuple[str, asyncio.Future[CallResult | CallError]] | None = None
     # Set once the in-flight command's outcome is recorded (or its worker is gone).
     settled: asyncio.Event | None = None
+    # Commands whose cancellation is being recorded, by id: they stay in ``commands`` until
+    # it is durable (and stay queued if it fails), and nothing sends or fails them meanwhile.
+    cancelling: dict[str, asyncio.Event] = field(default_factory=dict)
 
 
 class _ConnectionLost(Exception):
@@ -55,6 +67,7 @@ class CommandDispatcher:
         self.call_timeout = call_timeout
         self._queues: dict[str, _Queue] = {}
         self._done: dict[str, asyncio.Future[Command]] = {}  # for ?wait=
+        self._tasks: set[asyncio.Task[Command]] = set()  # cancellations being recorded
         self._closing = False
         hub.answer_handler = self.on_answer
         hub.on_attach.append(self.on_connected)
@@ -107,6 +120,59 @@ class CommandDispatcher:
         except TimeoutError:
             return None
 
+    async def cancel(self, command_id: str) -> Command:
+        """Cancel a command still waiting in its charger's queue: recorded as ``failed`` with
+        error ``cancelled`` (and its ``{action}.failed`` event) before it leaves the queue, so
+        it is not sent, now or after a restart. CommandRefused once it was sent or finished."""
+        stored = await self.hub.store.get_command(command_id)
+        if stored is None:
+            raise UnknownCommand(command_id)
+        # From here to the mark in ``cancelling`` nothing awaits: the worker, which claims a
+        # command (``waiting``) without awaiting either, cannot take it in between.
+        queue = self._queues.get(stored.charger_id)
+        command = None
+        if queue is not None and command_id not in queue.cancelling:
+            in_flight = queue.waiting[0] if queue.waiting is not None else None
+            command = next(
+                (c for c in queue.commands if c.id == command_id and c.id != in_flight), None
+            )
+        if queue is None or command is None:
+            raise CommandRefused(await self._not_cancellable(command_id, queue))
+        queue.cancelling[command_id] = asyncio.Event()
+        # Finished in a task of its own: an API caller that goes away must not leave the
+        # outcome recorded and the command still queued (it would be sent).
+        task = asyncio.create_task(self._drop_cancelled(queue, command))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    async def _drop_cancelled(self, queue: _Queue, command: Command) -> Command:
+        """Record a cancelled command's outcome, then take it out of its queue."""
+        try:
+            final = await self._record(command, error=dict(CANCELLED))
+        except Exception:
+            # Not recorded: it stays queued where it was, and goes (or fails) in its turn.
+            self._kick(command.charger_id)
+            raise
+        else:
+            queue.commands = deque(c for c in queue.commands if c.id != command.id)
+            return final
+        finally:
+            queue.cancelling.pop(command.id).set()
+
+    async def _not_cancellable(self, command_id: str, queue: _Queue | None) -> str:
+        """Why a known command cannot be cancelled (for the 409)."""
+        if queue is not None and command_id in queue.cancelling:
+            return f"command {command_id} is being cancelled"
+        if queue is not None and queue.waiting is not None and queue.waiting[0] == command_id:
+            return f"command {command_id} was already sent to the charger"
+        current = await self.hub.store.get_command(command_id)
+        if current is not None and current.done:
+            return f"command {command_id} already finished ({current.status})"
+        if current is not None and current.sent_at is not None:
+            return f"command {command_id} was already sent to the charger"
+        return f"command {command_id} is no longer waiting to be sent"
+
     # -- queue ----------------------------------------------------------------------------
 
     def _enqueue(self, command: Command) -> None:
@@ -134,6 +200,11 @@ class CommandDispatcher:
                 # running and started none): carry on with what waits for it.
                 continue
             command = queue.commands[0]
+            cancelling = queue.cancelling.get(command.id)
+            if cancelling is not None:
+                # Gone once its cancellation is recorded; still first if that failed.
+                await cancelling.wait()
+                continue
             snapshot = self.hub.live_snapshot(charger_id)
             reason = logic.refusal(snapshot, command.action) if snapshot else None
             if reason is not None:
@@ -193,30 +264,42 @@ class CommandDispatcher:
         response: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        now = self.hub.clock()
         try:
-            outcome = await self.hub.apply(
-                command.charger_id,
-                lambda snap: logic.complete(snap, command, now=now, response=response, error=error),
-            )
+            await self._record(command, response=response, error=error)
         except Exception:
             log.exception("%s: could not record the outcome of %s", command.charger_id, command.id)
-            return
+
+    async def _record(
+        self,
+        command: Command,
+        *,
+        response: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> Command:
+        """Make a command's outcome durable (with its event); wake its ``?wait=`` callers."""
+        now = self.hub.clock()
+        outcome = await self.hub.apply(
+            command.charger_id,
+            lambda snap: logic.complete(snap, command, now=now, response=response, error=error),
+        )
         final = next(w for w in outcome.writes if isinstance(w, Command))
         future = self._done.pop(command.id, None)
         if future is not None and not future.done():
             future.set_result(final)
+        return final
 
     async def _fail_undeferred(
         self, charger_id: str, message: str, *, keep: str | None = None
     ) -> None:
         """Fail the queued commands not asked to wait for a connection (but ``keep``: the
-        command in flight, which its worker ends)."""
+        command in flight, which its worker ends; and those being cancelled, which ``cancel``
+        ends)."""
         queue = self._queues.get(charger_id)
         if queue is None:
             return
-        failed = [c for c in queue.commands if not c.deferred and c.id != keep]
-        queue.commands = deque(c for c in queue.commands if c.deferred or c.id == keep)
+        stays = {keep, *queue.cancelling}
+        failed = [c for c in queue.commands if not c.deferred and c.id not in stays]
+        queue.commands = deque(c for c in queue.commands if c.deferred or c.id in stays)
         for command in failed:
             await self._finish(command, error={"code": "ChargerOffline", "message": message})
 
@@ -278,6 +361,9 @@ class CommandDispatcher:
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        # Cancellations being recorded finish before the store closes (each is one write):
+        # cut off, their callers would get an error while the outcome may still be written.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _read_answer(

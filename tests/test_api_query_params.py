@@ -39,6 +39,8 @@ async def test_a_misspelt_filter_names_the_parameter_and_what_the_route_takes(
         ("GET", "/api/v1/transactions?chargerId=CP-1&activ=true", "activ"),
         ("GET", "/api/v1/chargers?limit=5&offset=5", "offset"),
         ("GET", "/api/v1/webhooks?status=enabled", "status"),
+        ("GET", "/api/v1/commands?charger=CP-1", "charger"),
+        ("GET", "/api/v1/commands?chargerId=CP-1&state=failed", "state"),
         ("GET", "/api/v1/id-tags?idTag=X", "idTag"),
         ("GET", "/api/v1/event-types?type=charger.*", "type"),
     ],
@@ -55,6 +57,7 @@ async def test_routes_that_take_no_parameters_take_none(csms: Csms, api: Api) ->
     for method, path in (
         ("GET", "/api/v1/chargers/QP-1?verbose=1"),
         ("GET", "/api/v1/commands/cmd_x?wait=5"),
+        ("DELETE", "/api/v1/commands/cmd_x?force=true"),
         ("GET", "/api/v1/events/evt_x?expand=data"),
         ("GET", "/api/v1/health?deep=true"),
     ):
@@ -73,6 +76,7 @@ async def test_a_misspelt_queue_flag_sends_nothing(csms: Csms, api: Api) -> None
         api, "POST", "/api/v1/chargers/QP-OFF/commands/ClearCache?queu=true", json_body={}
     )
     assert message == "unknown query parameter: queu (expected one of: queue, wait)"
+    assert (await api.get("/api/v1/commands?chargerId=QP-OFF"))["items"] == []
 
 
 async def test_every_route_refuses_an_unknown_parameter(csms: Csms, api: Api) -> None:
