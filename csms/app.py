@@ -28,7 +28,7 @@ from csms.hub import ChargerHub
 from csms.ids import IdSource
 from csms.protocol.state import CoreSettings
 from csms.server import OcppServer
-from csms.tokens import TokenCheck, create_token
+from csms.tokens import FIRST_TOKEN_ID, TokenCheck, create_token
 from storage.migrations import NewerSchemaError
 from storage.sqlite import SqliteStore
 from webhooks import Catalog, DeliveryConfig
@@ -132,7 +132,9 @@ class Csms:
         # Made only now that nothing else can fail, and printed by the caller at once: a
         # start that fails never leaves a stored token nobody saw.
         if tokens.uses_stored_tokens and not await store.list_api_tokens():
-            self.generated_token = (await create_token(store, FIRST_TOKEN_LABEL)).token
+            self.generated_token = (
+                await create_token(store, FIRST_TOKEN_LABEL, FIRST_TOKEN_ID)
+            ).token
 
     @property
     def api_port(self) -> int:

@@ -40,10 +40,13 @@ class NewToken:
     token: str
 
 
-async def create_token(store: SqliteStore, label: str) -> NewToken:
+FIRST_TOKEN_ID = "tok_generated"  # the one made at first start: easy to name when retiring it
+
+
+async def create_token(store: SqliteStore, label: str, token_id: str | None = None) -> NewToken:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     record = ApiToken(
-        id="tok_" + secrets.token_hex(6),
+        id=token_id or "tok_" + secrets.token_hex(6),
         digest=token_digest(token),
         hint=token[:HINT_LENGTH],
         label=label,

@@ -3,7 +3,9 @@
 
 What the test changes, and only that: the ports (127.0.0.1:8080 and :9000 become the free
 ports the server picked), `TOKEN=chk_...` becomes the token the server printed at its first
-start, and `.venv/bin/` becomes this interpreter's bin directory. The numbers (`--duration`,
+start, `config.example.toml` becomes the test server's config, and `.venv/bin/` becomes this
+interpreter's bin directory. An assignment (`NAME=...`) is run by bash and its value kept
+for the commands after it. The numbers (`--duration`,
 `--chargers`) are run as the README has them: keep them small enough for this test.
 """
 
@@ -31,11 +33,12 @@ README = REPO_ROOT / "README.md"
 SECTIONS = ("## Running it", "## Simulator")
 START_BOUND = 20.0  # seconds for csms serve to print its URLs and token
 COMMAND_BOUND = 30.0  # seconds for any one README command
+CONFIG_NAME = "readme.toml"  # the test server's config, in the commands' working directory
 
 _OCPP_LINE = re.compile(r"OCPP endpoint (ws://\S+?)/ocpp")
 _API_LINE = re.compile(r"admin API (http://\S+?)/api/v1")
 _TOKEN = re.compile(r"\bchk_[A-Za-z0-9_-]{16,}")  # a whole token, not a short hint of one
-_ASSIGNMENT = re.compile(r"^([A-Z_][A-Z0-9_]*)=(\S*)")
+_ASSIGNMENT = re.compile(r"^([A-Z_][A-Z0-9_]*)=")
 
 
 def sh_blocks(markdown: str, heading: str) -> list[str]:
@@ -105,7 +108,7 @@ async def _pump(server: Server, stream: asyncio.StreamReader | None) -> None:
 async def csms_serve(tmp_path: Path) -> AsyncIterator[Server]:
     """`csms serve` on free ports with a fresh database and no tokens configured, so it
     generates one and prints it, as on a first start."""
-    config = tmp_path / "readme.toml"
+    config = tmp_path / CONFIG_NAME
     config.write_text(
         '[ocpp]\nhost = "127.0.0.1"\nport = 0\n'
         '[api]\nhost = "127.0.0.1"\nport = 0\n'
@@ -166,8 +169,8 @@ async def test_readme_walk_through_runs_as_written(tmp_path: Path) -> None:
     script: list[str] = []
     for heading in SECTIONS:
         blocks = sh_blocks(markdown, heading)
-        assert len(blocks) == 1, f"{heading}: expected one ```sh block, found {len(blocks)}"
-        script += commands(blocks[0])
+        assert blocks, f"{heading}: no ```sh block"
+        script += [command for block in blocks for command in commands(block)]
     assert any("csms-sim run" in c for c in script) and any("csms-sim load" in c for c in script)
 
     async with csms_serve(tmp_path) as server:
@@ -181,12 +184,16 @@ async def test_readme_walk_through_runs_as_written(tmp_path: Path) -> None:
                 .replace("127.0.0.1:9000", ocpp)
                 .replace(".venv/bin/", f"{BIN}/")
                 .replace("chk_...", token)
+                .replace("config.example.toml", CONFIG_NAME)
             )
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}
         for command in map(rewrite, script):
             if assignment := _ASSIGNMENT.match(command):
-                env[assignment.group(1)] = assignment.group(2)
+                name = assignment.group(1)
+                code, out, err = await run(f'{command}\nprintf %s "${name}"', env, tmp_path)
+                assert code == 0, f"{command}\nexit {code}\nstderr: {err}"
+                env[name] = out
                 continue
             code, out, err = await run(command, env, tmp_path)
             assert code == 0, f"{command}\nexit {code}\nstdout: {out}\nstderr: {err}"
@@ -199,9 +206,12 @@ async def test_readme_walk_through_runs_as_written(tmp_path: Path) -> None:
                 summary = json.loads(out)
                 assert summary["connected"] == summary["chargers"], summary
                 assert summary["failure"] is None and summary["calls"] > 0, summary
-        assert env.get("TOKEN") == token
+        assert _TOKEN.fullmatch(env["TOKEN"]) and env["TOKEN"] != token  # made by the CLI
 
-        async with api_client(api_url, token) as api:
+        async with api_client(api_url, token) as retired:
+            status, _ = await retired.request("GET", "/api/v1/chargers")
+        assert status == 401  # the first-start token, which the README revokes
+        async with api_client(api_url, env["TOKEN"]) as api:
             page = await api.get("/api/v1/events?chargerId=CP-1&type=transaction.*&order=asc")
         types = [e["type"] for e in page["items"]]
         runs = sum("csms-sim run" in c for c in script)
