@@ -432,7 +432,16 @@ class Charger:
             if self.model.registration == "Accepted":
                 self._push(follow)
                 return
-            await asyncio.sleep(float(reply.payload.get("interval") or 0) or self.boot_retry)
+            retry = float(reply.payload.get("interval") or 0) or self.boot_retry
+            # Shown also with --quiet: otherwise a charger the CSMS keeps Pending looks hung.
+            self.log.warning(
+                "%s: BootNotification answered %s; asking again in %g s (the CSMS decides:"
+                " the charger's registrationPolicy)",
+                self.charger_id,
+                self.model.registration,
+                retry,
+            )
+            await asyncio.sleep(retry)
 
     async def _send_loop(self) -> None:
         attempts = 0

@@ -298,3 +298,21 @@ async def test_server_logs_why_it_refused_an_upgrade(
     assert any("HTTP 401, wrong password" in m for m in logged)
     assert any("user name 'CP-OTHER' is not the charger id" in m for m in logged)
     assert all(r.levelno == logging.INFO for r in caplog.records if "refused" in r.getMessage())
+
+
+async def test_run_says_so_when_the_csms_keeps_the_charger_pending(csms: Any, api: Api) -> None:
+    """Even with --quiet: a charger the CSMS answers Pending must not look hung."""
+    await register(api, "CP-PEND", registrationPolicy="Pending")
+    proc = await asyncio.create_subprocess_exec(
+        CSMS_SIM, "run", "--url", csms.ocpp_url, "--id", "CP-PEND", "--password", PASSWORD,
+        "--scenario", "session", "--quiet",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        line = (await asyncio.wait_for(proc.stderr.readline(), BOUND)).decode()
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert "CP-PEND: BootNotification answered Pending; asking again in" in line
+    assert "registrationPolicy" in line
