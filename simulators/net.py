@@ -169,17 +169,14 @@ def _refused_upgrade(
     web_page = "json" in content_type or "html" in content_type
     challenge = response.headers.get("WWW-Authenticate", "").lower().startswith("basic")
     if status == 401 and challenge and not web_page:
-        if password:
-            return ConnectProblem(
-                kind=PASSWORD,
-                message=f"charger {charger_id}: wrong password (HTTP 401 from {target})",
-                hint="pass the password it was registered with (--password)",
-                final=True,
-                status=status,
-            )
+        what = (
+            f"charger {charger_id}: wrong password"
+            if password
+            else (f"charger {charger_id} needs a password")
+        )
         return ConnectProblem(
             kind=PASSWORD,
-            message=f"charger {charger_id} needs a password (HTTP 401 from {target})",
+            message=f"{what} (HTTP 401 from {target})",
             hint="pass the password it was registered with (--password)",
             final=True,
             status=status,
