@@ -45,6 +45,20 @@ def loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+def upsert(table: str, columns: str, key: str) -> str:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column: a whole-row write
+    that SQLite (3.24+) and PostgreSQL both understand, and that keeps the row's identity
+    (rowid, identity columns) where ``INSERT OR REPLACE`` deleted and re-inserted it."""
+    names = [c.strip() for c in columns.split(",")]
+    keys = {k.strip() for k in key.split(",")}
+    marks = ", ".join("?" * len(names))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in keys)
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})"
+        f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    )
+
+
 _SQL: dict[type, str] = {
     ChargerRegistration: (
         "INSERT INTO chargers (id, password_hash, description, registration_policy, created_at,"
@@ -52,21 +66,25 @@ _SQL: dict[type, str] = {
         " password_hash = excluded.password_hash, description = excluded.description,"
         " registration_policy = excluded.registration_policy, updated_at = excluded.updated_at"
     ),
-    ChargerState: (
-        "INSERT OR REPLACE INTO charger_state (charger_id, registration_status, boot, booted_at,"
-        " connected, connected_at, disconnected_at, last_seen_at, remote_address, last_sequence,"
-        " firmware_status, diagnostics_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ChargerState: upsert(
+        "charger_state",
+        "charger_id, registration_status, boot, booted_at, connected, connected_at, "
+        "disconnected_at, last_seen_at, remote_address, last_sequence, firmware_status, "
+        "diagnostics_status",
+        "charger_id",
     ),
-    Connector: (
-        "INSERT OR REPLACE INTO connectors (charger_id, connector_id, status, error_code, info,"
-        " vendor_id, vendor_error_code, status_timestamp, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    Connector: upsert(
+        "connectors",
+        "charger_id, connector_id, status, error_code, info, vendor_id, vendor_error_code, "
+        "status_timestamp, updated_at",
+        "charger_id, connector_id",
     ),
-    Transaction: (
-        "INSERT OR REPLACE INTO transactions (id, charger_id, connector_id, id_tag, id_tag_status,"
-        " meter_start, started_at, reservation_id, command_id, meter_stop, stopped_at,"
-        " stop_reason, stop_id_tag, last_meter, energy_wh, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    Transaction: upsert(
+        "transactions",
+        "id, charger_id, connector_id, id_tag, id_tag_status, meter_start, started_at, "
+        "reservation_id, command_id, meter_stop, stopped_at, stop_reason, stop_id_tag, "
+        "last_meter, energy_wh, created_at, updated_at",
+        "id",
     ),
     TransactionProgress: (
         "UPDATE transactions SET last_meter = ?, energy_wh = ?, updated_at = ? WHERE id = ?"
@@ -75,26 +93,29 @@ _SQL: dict[type, str] = {
         "INSERT INTO meter_values (charger_id, connector_id, transaction_id, timestamp, digest,"
         " sampled_value) VALUES (?, ?, ?, ?, ?, ?)"
     ),
-    IdTag: (
-        "INSERT OR REPLACE INTO id_tags (id_tag, status, expiry_date, parent_id_tag, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+    IdTag: upsert(
+        "id_tags",
+        "id_tag, status, expiry_date, parent_id_tag, created_at, updated_at",
+        "id_tag",
     ),
-    Meta: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+    Meta: upsert("meta", "key, value", "key"),
     ApiToken: (
         "INSERT INTO api_tokens (id, digest, hint, label, created_at) VALUES (?, ?, ?, ?, ?)"
     ),
-    Command: (
-        "INSERT OR REPLACE INTO commands (id, charger_id, action, request, status, deferred,"
-        " response, error, created_at, sent_at, completed_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    Command: upsert(
+        "commands",
+        "id, charger_id, action, request, status, deferred, response, error, created_at, "
+        "sent_at, completed_at",
+        "id",
     ),
     UnknownStop: (
         "INSERT INTO unknown_stops (charger_id, transaction_id, digest, payload, recorded_at)"
         " VALUES (?, ?, ?, ?, ?)"
     ),
-    ChargerSetting: (
-        "INSERT OR REPLACE INTO charger_settings (charger_id, key, value, updated_at)"
-        " VALUES (?, ?, ?, ?)"
+    ChargerSetting: upsert(
+        "charger_settings",
+        "charger_id, key, value, updated_at",
+        "charger_id, key",
     ),
     Event: (
         "INSERT INTO events (id, type, charger_id, sequence, timestamp, data)"

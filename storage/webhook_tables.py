@@ -88,11 +88,12 @@ class EventHead:
 
 # -- writes ------------------------------------------------------------------------------
 
-_UPSERT_ENDPOINT = (
-    "INSERT OR REPLACE INTO webhook_endpoints (id, url, enabled_events, charger_ids, description,"
-    " headers, status, disabled_reason, secret, previous_secret, previous_secret_expires,"
-    " failing_since, from_pos, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT_ENDPOINT = codec.upsert(
+    "webhook_endpoints",
+    "id, url, enabled_events, charger_ids, description, headers, status, disabled_reason,"
+    " secret, previous_secret, previous_secret_expires, failing_since, from_pos, created_at,"
+    " updated_at",
+    "id",
 )
 
 
@@ -210,6 +211,14 @@ def settle_delivery(
     )
 
 
+_UPSERT_ATTEMPT = codec.upsert(
+    "webhook_attempts",
+    "delivery_id, attempt, endpoint_id, event_id, event_type, started_at, finished_at,"
+    " status_code, latency_ms, error, outcome",
+    "delivery_id, attempt",
+)
+
+
 def record_attempt(
     *,
     delivery_id: int,
@@ -226,9 +235,7 @@ def record_attempt(
 ) -> Statement:
     """An attempt, written once with its answer (with its delivery's outcome, in one unit)."""
     return Statement(
-        "INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, endpoint_id, event_id,"
-        " event_type, started_at, finished_at, status_code, latency_ms, error, outcome)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _UPSERT_ATTEMPT,
         (
             delivery_id,
             attempt,
@@ -245,10 +252,11 @@ def record_attempt(
     )
 
 
+_UPSERT_COUNTER = codec.upsert("webhook_counters", "name, value", "name")
+
+
 def set_counter(name: str, value: int) -> Statement:
-    return Statement(
-        "INSERT OR REPLACE INTO webhook_counters (name, value) VALUES (?, ?)", (name, value)
-    )
+    return Statement(_UPSERT_COUNTER, (name, value))
 
 
 def mark_interrupted(finished_at: str) -> Statement:
