@@ -29,8 +29,9 @@ from csms.ids import IdSource
 from csms.protocol.state import CoreSettings
 from csms.server import OcppServer
 from csms.tokens import FIRST_TOKEN_ID, TokenCheck, create_token
+from storage import open_store
 from storage.migrations import NewerSchemaError
-from storage.sqlite import SqliteStore
+from storage.store import Store
 from webhooks import Catalog, DeliveryConfig
 from webhooks.secretbox import SecretBoxError
 from webhooks.threaded import ThreadedWebhookService
@@ -51,7 +52,7 @@ class Csms:
         self.settings = settings
         self._stack = AsyncExitStack()  # what to stop, in reverse order of start
         self.generated_token: str | None = None  # only on the first start without tokens
-        self.store: SqliteStore
+        self.store: Store
         self.hub: ChargerHub
         self.dispatcher: CommandDispatcher
         self.webhooks: ThreadedWebhookService
@@ -71,7 +72,7 @@ class Csms:
     async def _start(self) -> None:
         settings, stack = self.settings, self._stack
         try:
-            self.store = store = await SqliteStore.open(settings.storage.sqlite_path)
+            self.store = store = await open_store(settings.storage.url)
         except NewerSchemaError as exc:
             raise StartError(f"storage.url {settings.storage.url}: {exc}") from None
         stack.push_async_callback(store.close)

@@ -142,9 +142,9 @@ def _run_tool(work: Coroutine[Any, Any, None]) -> int:
 
 
 async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[None]]) -> None:
-    from storage.sqlite import SqliteStore
+    from storage import open_store
 
-    store = await SqliteStore.open(settings.storage.sqlite_path)
+    store = await open_store(settings.storage.url)
     try:
         await work(store)
     finally:
@@ -184,15 +184,12 @@ async def _token(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _reset_secrets(settings: Settings) -> None:
-    from webhooks import secretbox
     from webhooks.rekey import RekeyRefused, reset_secrets
 
-    path = settings.storage.sqlite_path
-    key_file = settings.webhooks.secret_key_file or secretbox.key_file_for(path)
-    if key_file is None:
-        raise ToolError("an in-memory database keeps no webhook secrets to reset")
-
     async def work(store: Any) -> None:
+        key_file = settings.webhooks.secret_key_file or store.default_key_file
+        if key_file is None:
+            raise ToolError("webhooks.secret_key_file: no key file to reset for this store")
         try:
             fresh = await reset_secrets(store, key_file)
         except RekeyRefused as exc:

@@ -31,7 +31,7 @@ from csms.protocol.state import (
 )
 from csms.protocol.timefmt import format_timestamp
 from storage.records import ChargerRegistration, Delete, Event, UnitOfWork
-from storage.sqlite import SqliteStore
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class ChargerRuntime:
 class ChargerHub:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         ids: IdSource,
         settings: CoreSettings,
         *,

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from csms.protocol.timefmt import format_timestamp
 from storage.records import ApiToken, Delete, UnitOfWork
-from storage.sqlite import SqliteStore
+from storage.store import Store
 
 TOKEN_PREFIX = "chk_"
 HINT_LENGTH = 8  # "chk_" and four characters: enough to tell tokens apart in a list
@@ -43,7 +43,7 @@ class NewToken:
 FIRST_TOKEN_ID = "tok_generated"  # the one made at first start: easy to name when retiring it
 
 
-async def create_token(store: SqliteStore, label: str, token_id: str | None = None) -> NewToken:
+async def create_token(store: Store, label: str, token_id: str | None = None) -> NewToken:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     record = ApiToken(
         id=token_id or "tok_" + secrets.token_hex(6),
@@ -56,7 +56,7 @@ async def create_token(store: SqliteStore, label: str, token_id: str | None = No
     return NewToken(record, token)
 
 
-async def revoke_token(store: SqliteStore, token_id: str) -> bool:
+async def revoke_token(store: Store, token_id: str) -> bool:
     """Forget a stored token; False when no token has that id."""
     if not any(t.id == token_id for t in await store.list_api_tokens()):
         return False
@@ -70,7 +70,7 @@ class TokenCheck:
     def __init__(
         self,
         configured: Sequence[str],
-        store: SqliteStore,
+        store: Store,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,24 +25,11 @@ import aiosqlite
 from storage import migrations
 from storage import sqlite_rows as codec
 from storage.records import (
-    ApiToken,
-    ChargerRegistration,
-    ChargerState,
-    Command,
-    Connector,
-    Event,
-    EventFilter,
-    IdTag,
-    MeterSample,
-    Page,
-    Transaction,
     UnitOfWork,
 )
+from storage.store import CommitListener, Store
 
 log = logging.getLogger(__name__)
-
-# Called with the events of a commit and the pos of the first (the others follow it).
-CommitListener = Callable[[Sequence[Event], int], None]
 
 
 class Writer:
@@ -99,7 +86,7 @@ class Writer:
         self.thread.shutdown(wait=True)
 
 
-class SqliteStore:
+class SqliteStore(Store):
     """Storage on one SQLite file. Open with ``await SqliteStore.open(path)``.
 
     Reads go through aiosqlite. Writes go through one plain ``sqlite3`` connection on a
@@ -112,6 +99,7 @@ class SqliteStore:
         self, path: str, writer: Writer, reader: aiosqlite.Connection, *, owns_writer: bool
     ):
         self.path = path
+        self.url = f"sqlite:///{path}"
         self.writer = writer  # shared with stores opened with ``share_writer=self.writer``
         self._owns_writer = owns_writer
         self._reader = reader  # reads of committed state
@@ -211,6 +199,21 @@ class SqliteStore:
     async def ping(self) -> None:
         await self._reader.execute_fetchall("SELECT 1")
 
+    async def open_sibling(self) -> SqliteStore:
+        """Its own reader, and writes through this store's one writer (two writers to one
+        file would take turns through SQLite's sleeping busy handler)."""
+        return await SqliteStore.open(self.path, share_writer=self.writer)
+
+    @property
+    def default_key_file(self) -> str | None:
+        return None if self.path in ("", ":memory:") else f"{self.path}.webhook-key"
+
+    def _glob(self, column: str) -> str:
+        return f"{column} GLOB ?"
+
+    def _casefold_equals(self, column: str) -> str:
+        return f"{column} = ? COLLATE NOCASE"
+
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         """Committed rows; for the store's own modules (SQL stays inside ``storage/``).
 
@@ -219,242 +222,6 @@ class SqliteStore:
         other coroutine sharing it, hiding their own just-committed writes.
         """
         return list(await self._reader.execute_fetchall(sql, params))
-
-    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        rows = await self._reader.execute_fetchall(sql, params)
-        return rows[0] if rows else None
-
-    async def get_meta(self, key: str) -> str | None:
-        row = await self.fetch_one("SELECT value FROM meta WHERE key = ?", (key,))
-        return None if row is None else row[0]
-
-    async def list_api_tokens(self) -> list[ApiToken]:
-        rows = await self.fetch_all("SELECT * FROM api_tokens ORDER BY created_at, id")
-        return [codec.api_token(r) for r in rows]
-
-    async def get_registration(self, charger_id: str) -> ChargerRegistration | None:
-        row = await self.fetch_one("SELECT * FROM chargers WHERE id = ?", (charger_id,))
-        return None if row is None else codec.registration(row)
-
-    async def list_registrations(
-        self, *, limit: int, starting_after: str | None = None
-    ) -> Page[ChargerRegistration]:
-        sql, params = "SELECT * FROM chargers", []
-        if starting_after is not None:
-            sql += " WHERE id > ?"
-            params.append(starting_after)
-        rows = await self.fetch_all(sql + " ORDER BY id LIMIT ?", [*params, limit + 1])
-        return Page(items=[codec.registration(r) for r in rows[:limit]], has_more=len(rows) > limit)
-
-    async def get_charger_state(self, charger_id: str) -> ChargerState | None:
-        row = await self.fetch_one(
-            "SELECT * FROM charger_state WHERE charger_id = ?", (charger_id,)
-        )
-        return None if row is None else codec.charger_state(row)
-
-    async def get_charger_states(self, charger_ids: Sequence[str]) -> dict[str, ChargerState]:
-        if not charger_ids:
-            return {}
-        marks = ",".join("?" * len(charger_ids))
-        rows = await self.fetch_all(
-            f"SELECT * FROM charger_state WHERE charger_id IN ({marks})", list(charger_ids)
-        )
-        return {row["charger_id"]: codec.charger_state(row) for row in rows}
-
-    async def max_sequence(self, charger_id: str) -> int:
-        row = await self.fetch_one(
-            "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE charger_id = ?", (charger_id,)
-        )
-        return int(row[0]) if row else 0
-
-    async def connected_charger_ids(self) -> list[str]:
-        rows = await self.fetch_all("SELECT charger_id FROM charger_state WHERE connected = 1")
-        return [row[0] for row in rows]
-
-    async def get_connectors(self, charger_id: str) -> list[Connector]:
-        rows = await self.fetch_all(
-            "SELECT * FROM connectors WHERE charger_id = ? ORDER BY connector_id", (charger_id,)
-        )
-        return [codec.connector(r) for r in rows]
-
-    async def get_connectors_of(self, charger_ids: Sequence[str]) -> dict[str, list[Connector]]:
-        if not charger_ids:
-            return {}
-        marks = ",".join("?" * len(charger_ids))
-        rows = await self.fetch_all(
-            f"SELECT * FROM connectors WHERE charger_id IN ({marks})"
-            " ORDER BY charger_id, connector_id",
-            list(charger_ids),
-        )
-        result: dict[str, list[Connector]] = {}
-        for row in rows:
-            result.setdefault(row["charger_id"], []).append(codec.connector(row))
-        return result
-
-    async def max_transaction_id(self) -> int:
-        row = await self.fetch_one("SELECT COALESCE(MAX(id), 0) FROM transactions")
-        return int(row[0]) if row else 0
-
-    async def get_transaction(self, transaction_id: int) -> Transaction | None:
-        row = await self.fetch_one("SELECT * FROM transactions WHERE id = ?", (transaction_id,))
-        return None if row is None else codec.transaction(row)
-
-    async def active_transactions(self, charger_id: str) -> list[Transaction]:
-        rows = await self.fetch_all(
-            "SELECT * FROM transactions WHERE charger_id = ? AND stopped_at IS NULL ORDER BY id",
-            (charger_id,),
-        )
-        return [codec.transaction(r) for r in rows]
-
-    async def find_transaction_by_start(
-        self, *, charger_id: str, connector_id: int, id_tag: str, started_at: str, meter_start: int
-    ) -> Transaction | None:
-        row = await self.fetch_one(
-            "SELECT * FROM transactions WHERE charger_id = ? AND connector_id = ?"
-            " AND started_at = ? AND id_tag = ? AND meter_start = ? ORDER BY id LIMIT 1",
-            (charger_id, connector_id, started_at, id_tag, meter_start),
-        )
-        return None if row is None else codec.transaction(row)
-
-    async def list_transactions(
-        self,
-        *,
-        charger_id: str | None = None,
-        active: bool | None = None,
-        limit: int,
-        starting_after: int | None = None,
-    ) -> Page[Transaction]:
-        where, params = _where(
-            ("charger_id = ?", charger_id),
-            ("id < ?", starting_after),
-        )
-        if active is not None:
-            where.append("stopped_at IS NULL" if active else "stopped_at IS NOT NULL")
-        sql = "SELECT * FROM transactions" + _clause(where) + " ORDER BY id DESC LIMIT ?"
-        rows = await self.fetch_all(sql, [*params, limit + 1])
-        return Page(items=[codec.transaction(r) for r in rows[:limit]], has_more=len(rows) > limit)
-
-    async def meter_samples(self, transaction_id: int, *, limit: int = 10_000) -> list[MeterSample]:
-        rows = await self.fetch_all(
-            "SELECT * FROM meter_values WHERE transaction_id = ? ORDER BY id LIMIT ?",
-            (transaction_id, limit),
-        )
-        return [codec.meter_sample(r) for r in rows]
-
-    async def recent_meter_digests(self, charger_id: str, *, limit: int) -> list[str]:
-        """Digests of the charger's latest meter values and unknown stops (to drop re-sends)."""
-        meters = await self.fetch_all(
-            "SELECT digest FROM meter_values WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
-            (charger_id, limit),
-        )
-        stops = await self.fetch_all(
-            "SELECT digest FROM unknown_stops WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
-            (charger_id, limit),
-        )
-        return [row[0] for row in reversed(stops)] + [row[0] for row in reversed(meters)]
-
-    async def get_id_tag(self, id_tag: str) -> IdTag | None:
-        """The id tag, compared case-insensitively (OCPP 1.6 IdToken is a CiString20Type).
-
-        The exact spelling first, so the common case uses the primary key; then any case
-        (ASCII case folding, as SQLite's NOCASE does), a scan of the table.
-        """
-        row = await self.fetch_one("SELECT * FROM id_tags WHERE id_tag = ?", (id_tag,))
-        if row is None:
-            row = await self.fetch_one(
-                "SELECT * FROM id_tags WHERE id_tag = ? COLLATE NOCASE ORDER BY id_tag LIMIT 1",
-                (id_tag,),
-            )
-        return None if row is None else codec.id_tag(row)
-
-    async def list_id_tags(self, *, limit: int, starting_after: str | None = None) -> Page[IdTag]:
-        where, params = _where(("id_tag > ?", starting_after))
-        rows = await self.fetch_all(
-            "SELECT * FROM id_tags" + _clause(where) + " ORDER BY id_tag LIMIT ?",
-            [*params, limit + 1],
-        )
-        return Page(items=[codec.id_tag(r) for r in rows[:limit]], has_more=len(rows) > limit)
-
-    async def get_event(self, event_id: str) -> Event | None:
-        row = await self.fetch_one("SELECT * FROM events WHERE id = ?", (event_id,))
-        return None if row is None else codec.event(row)
-
-    async def list_events(self, query: EventFilter) -> Page[Event]:
-        where, params = _where(
-            ("charger_id = ?", query.charger_id),
-            ("timestamp >= ?", query.since),
-            ("timestamp < ?", query.until),
-        )
-        if query.types:
-            where.append("(" + " OR ".join("type GLOB ?" for _ in query.types) + ")")
-            params.extend(query.types)
-        if query.starting_after is not None:
-            anchor = await self.fetch_one(
-                "SELECT pos FROM events WHERE id = ?", (query.starting_after,)
-            )
-            if anchor is None:
-                raise LookupError(query.starting_after)
-            where.append("pos > ?" if query.ascending else "pos < ?")
-            params.append(anchor[0])
-        order = "ASC" if query.ascending else "DESC"
-        sql = "SELECT * FROM events" + _clause(where) + f" ORDER BY pos {order} LIMIT ?"
-        rows = await self.fetch_all(sql, [*params, query.limit + 1])
-        items = [codec.event(r) for r in rows[: query.limit]]
-        return Page(items=items, has_more=len(rows) > query.limit)
-
-    async def get_command(self, command_id: str) -> Command | None:
-        row = await self.fetch_one("SELECT * FROM commands WHERE id = ?", (command_id,))
-        return None if row is None else codec.command(row)
-
-    async def open_commands(self) -> list[Command]:
-        """Commands not finished yet, oldest first (to resume or fail them at start)."""
-        rows = await self.fetch_all(
-            "SELECT * FROM commands WHERE status = 'requested' ORDER BY created_at, rowid"
-        )
-        return [codec.command(r) for r in rows]
-
-    async def list_commands(
-        self,
-        *,
-        charger_id: str | None = None,
-        statuses: Sequence[str] = (),
-        deferred: bool | None = None,
-        limit: int,
-        starting_after: str | None = None,
-    ) -> Page[Command]:
-        """Commands newest first (by ``pos``, migration 0006); ``starting_after`` is the id of
-        the last one seen (LookupError when no command has it)."""
-        where, params = _where(
-            ("charger_id = ?", charger_id),
-            ("deferred = ?", None if deferred is None else int(deferred)),
-        )
-        if statuses:
-            where.append("status IN (" + ",".join("?" * len(statuses)) + ")")
-            params.extend(statuses)
-        if starting_after is not None:
-            anchor = await self.fetch_one(
-                "SELECT pos FROM commands WHERE id = ?", (starting_after,)
-            )
-            if anchor is None:
-                raise LookupError(starting_after)
-            where.append("pos < ?")
-            params.append(anchor[0])
-        sql = "SELECT * FROM commands" + _clause(where) + " ORDER BY pos DESC LIMIT ?"
-        rows = await self.fetch_all(sql, [*params, limit + 1])
-        return Page(items=[codec.command(r) for r in rows[:limit]], has_more=len(rows) > limit)
-
-    async def charger_settings(self, charger_id: str) -> dict[str, Any]:
-        rows = await self.fetch_all(
-            "SELECT key, value FROM charger_settings WHERE charger_id = ? ORDER BY key",
-            (charger_id,),
-        )
-        return {row["key"]: codec.loads(row["value"]) for row in rows}
-
-    async def events_of_charger(self, charger_id: str) -> list[Event]:
-        rows = await self.fetch_all(
-            "SELECT * FROM events WHERE charger_id = ? ORDER BY pos", (charger_id,)
-        )
-        return [codec.event(r) for r in rows]
 
 
 _PRAGMAS = (
@@ -475,16 +242,3 @@ async def _connect(path: str) -> aiosqlite.Connection:
 
 def _commit_error() -> RuntimeError:
     return RuntimeError("the store could not commit this change")
-
-
-def _where(*conditions: tuple[str, Any]) -> tuple[list[str], list[Any]]:
-    where, params = [], []
-    for clause, value in conditions:
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    return where, params
-
-
-def _clause(where: list[str]) -> str:
-    return (" WHERE " + " AND ".join(where)) if where else ""

@@ -10,7 +10,7 @@ import pytest
 import standardwebhooks
 import svix.webhooks
 
-from webhooks.secretbox import SecretBox, SecretBoxError, key_file_for, load_or_create_key
+from webhooks.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from webhooks.signing import (
     SecretFormatError,
     new_secret,
@@ -76,12 +76,10 @@ def test_secret_box_round_trip_and_binding():
 
 
 def test_key_file_is_created_private_and_required_once_used(tmp_path):
-    path = key_file_for(str(tmp_path / "csms.db"))
-    assert path == str(tmp_path / "csms.db") + ".webhook-key"
+    path = str(tmp_path / "csms.db.webhook-key")
     key = load_or_create_key(path, create=True)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert load_or_create_key(path, create=False) == key
     os.remove(path)
     with pytest.raises(SecretBoxError, match="missing"):
         load_or_create_key(path, create=False)
-    assert key_file_for(":memory:") is None

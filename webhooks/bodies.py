@@ -8,14 +8,14 @@ from collections.abc import Iterable
 
 from storage import webhook_tables as tables
 from storage.records import Event
-from storage.sqlite import SqliteStore
+from storage.store import Store
 from webhooks.envelope import envelope_body, envelope_body_of_stored
 
 Body = tuple[str, str, bytes]  # (event id, event type, the exact bytes posted and signed)
 
 
 class BodyCache:
-    def __init__(self, store: SqliteStore, capacity: int) -> None:
+    def __init__(self, store: Store, capacity: int) -> None:
         self._store = store
         self._capacity = capacity
         # An OrderedDict: evicting a plain dict's first key walks over the slots of every

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from storage import webhook_tables as tables
 from storage.records import Event, Statement
-from storage.sqlite import SqliteStore
+from storage.store import Store
 from webhooks.bodies import BodyCache
 from webhooks.catalog import WEBHOOK_DISABLED, WEBHOOK_TEST
 from webhooks.config import DeliveryConfig
@@ -78,7 +78,7 @@ class Engine:
     def __init__(
         self,
         *,
-        store: SqliteStore,
+        store: Store,
         config: DeliveryConfig,
         poster: Poster,
         clock: Callable[[], float],

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 
 from storage.records import Event, Statement, UnitOfWork
-from storage.sqlite import SqliteStore
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def ordered(writes: list[Write]) -> list[Write]:
 
 
 class Journal:
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         self._buffer: list[Write] = []  # written since the last flush began
         self._waiters: list[asyncio.Future[None]] = []  # resolved when the buffer is durable

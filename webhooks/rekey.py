@@ -16,7 +16,7 @@ from pathlib import Path
 
 from storage import webhook_tables as tables
 from storage.records import UnitOfWork
-from storage.sqlite import SqliteStore
+from storage.store import Store
 from webhooks import secretbox
 from webhooks.signing import new_secret
 from webhooks.timefmt import iso_utc
@@ -33,7 +33,7 @@ class NewSecret:
     secret: str
 
 
-async def reset_secrets(store: SqliteStore, key_file: str) -> list[NewSecret]:
+async def reset_secrets(store: Store, key_file: str) -> list[NewSecret]:
     """Write a new key to ``key_file`` and give every endpoint a new secret sealed with it.
 
     An unusable old key file is kept beside the new one (``.unusable-<time>``), never

@@ -50,11 +50,6 @@ class SecretBox:
         return plain.decode()
 
 
-def key_file_for(db_path: str) -> str | None:
-    """The default key file: beside the database, ``<db>.webhook-key``; None for ``:memory:``."""
-    return None if db_path in ("", ":memory:") else f"{db_path}.webhook-key"
-
-
 def load_or_create_key(path: str | None, *, create: bool) -> bytes:
     """Read the 32-byte key (base64) from ``path``; create it (0600) when allowed.
 

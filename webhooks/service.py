@@ -25,7 +25,7 @@ import aiohttp
 from storage import webhook_tables as tables
 from storage.ids import time_ordered_id
 from storage.records import Event
-from storage.sqlite import SqliteStore
+from storage.store import Store
 from webhooks import secretbox
 from webhooks.catalog import WEBHOOK_TEST, Catalog
 from webhooks.config import DeliveryConfig
@@ -69,7 +69,7 @@ class TestResult:
 class WebhookService:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         config: DeliveryConfig,
         catalog: Catalog,
         engine: Engine,
@@ -90,7 +90,7 @@ class WebhookService:
     @classmethod
     async def start(
         cls,
-        store: SqliteStore,
+        store: Store,
         config: DeliveryConfig,
         catalog: Catalog,
         *,
@@ -100,7 +100,7 @@ class WebhookService:
     ) -> WebhookService:
         """Load endpoints and pending deliveries, catch up on events, start delivering."""
         rows = await tables.load_endpoints(store)
-        key_file = config.secret_key_file or secretbox.key_file_for(store.path)
+        key_file = config.secret_key_file or store.default_key_file
         box = secretbox.SecretBox(secretbox.load_or_create_key(key_file, create=not rows))
         endpoints = [_endpoint(row, box) for row in rows]
         if client_session_factory is not None:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from storage.records import Event
-from storage.sqlite import SqliteStore
+from storage.store import Store
 from webhooks.catalog import Catalog
 from webhooks.config import DeliveryConfig
 from webhooks.endpoints import Endpoint
@@ -49,7 +49,7 @@ class ThreadedWebhookService:
         self,
         loop: asyncio.AbstractEventLoop,
         thread: threading.Thread,
-        store: SqliteStore,
+        store: Store,
         service: WebhookService,
     ) -> None:
         self._loop = loop  # the service's own loop, run by ``thread``
@@ -61,15 +61,15 @@ class ThreadedWebhookService:
 
     @classmethod
     async def start(
-        cls, main_store: SqliteStore, config: DeliveryConfig, catalog: Catalog
+        cls, main_store: Store, config: DeliveryConfig, catalog: Catalog
     ) -> ThreadedWebhookService:
-        """The service's own reader, and writes through ``main_store``'s one writer."""
+        """The service on its own loop, with ``main_store.open_sibling()`` as its store."""
         loop = _new_loop()
         thread = threading.Thread(target=loop.run_forever, name="webhooks", daemon=True)
         thread.start()
 
-        async def open_service() -> tuple[SqliteStore, WebhookService]:
-            store = await SqliteStore.open(main_store.path, share_writer=main_store.writer)
+        async def open_service() -> tuple[Store, WebhookService]:
+            store = await main_store.open_sibling()
             try:
                 service = await WebhookService.start(store, config, catalog)
                 store.add_commit_listener(service.notify)  # its own events (webhook.disabled)

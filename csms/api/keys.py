@@ -9,9 +9,9 @@ from aiohttp import web
 
 from csms.commands import CommandDispatcher
 from csms.hub import ChargerHub
-from storage.sqlite import SqliteStore
+from storage.store import Store
 
-STORE = web.AppKey("store", SqliteStore)
+STORE = web.AppKey("store", Store)
 HUB = web.AppKey("hub", ChargerHub)
 # Lists the event catalog as JSON-ready dicts (csms types plus the emitter's own).
 EVENT_TYPES = web.AppKey("event_types", Callable[[], list[dict[str, Any]]])
