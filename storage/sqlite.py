@@ -13,7 +13,6 @@ transaction through a process crash (kill -9), not through a power loss.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +26,7 @@ from storage import sqlite_rows as codec
 from storage.records import (
     UnitOfWork,
 )
-from storage.store import CommitListener, Store
-
-log = logging.getLogger(__name__)
+from storage.store import Store
 
 
 class Writer:
@@ -103,11 +100,7 @@ class SqliteStore(Store):
         self.writer = writer  # shared with stores opened with ``share_writer=self.writer``
         self._owns_writer = owns_writer
         self._reader = reader  # reads of committed state
-        self._pending: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
-        self._wakeup = asyncio.Event()
-        self._listeners: list[CommitListener] = []
-        self._committer: asyncio.Task[None] | None = None
-        self._closed = False
+        super().__init__()
 
     @classmethod
     async def open(cls, path: str, *, share_writer: Writer | None = None) -> SqliteStore:
@@ -124,71 +117,16 @@ class SqliteStore(Store):
         reader = await _connect(path)
         writer = share_writer or Writer(path)
         store = cls(path, writer, reader, owns_writer=share_writer is None)
-        store._committer = asyncio.create_task(store._run_committer(), name="sqlite-committer")
+        store._start_committer()
         return store
 
     async def close(self) -> None:
-        self._closed = True
-        self._wakeup.set()
-        if self._committer is not None:
-            await self._committer
+        await self._stop_committer()
         await self._reader.close()
         if self._owns_writer:
             await self.writer.close()
 
-    def add_commit_listener(self, listener: CommitListener) -> None:
-        """Called after every commit that wrote events (to wake the delivery engine)."""
-        self._listeners.append(listener)
-
     # -- writing -------------------------------------------------------------------------
-
-    async def commit(self, unit: UnitOfWork) -> None:
-        """Write the unit in one transaction; return once it is durable."""
-        if not unit:
-            return
-        if self._closed:
-            raise RuntimeError("store is closed")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((unit, future))
-        self._wakeup.set()
-        # Each unit has its own future: a caller cancelled here cancels only that future; its
-        # unit is still written with the batch (the committer skips futures already done).
-        await future
-
-    async def _run_committer(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            batch, self._pending = self._pending, []
-            if batch:
-                await self._write_batch(batch)
-            elif self._closed:
-                return
-
-    async def _write_batch(self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]) -> None:
-        try:
-            first_pos = await self._transaction([unit for unit, _ in batch])
-        except Exception:
-            if len(batch) == 1:
-                _, future = batch[0]
-                log.exception("commit failed")
-                if not future.done():
-                    future.set_exception(_commit_error())
-                return
-            # One bad unit must not fail the others: write them one by one.
-            for item in batch:
-                await self._write_batch([item])
-            return
-        events = [event for unit, _ in batch for event in unit.events]
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
-        if events:
-            for listener in self._listeners:
-                try:
-                    listener(events, first_pos)
-                except Exception:
-                    log.exception("commit listener failed")
 
     async def _transaction(self, units: list[UnitOfWork]) -> int:
         statements = codec.statements(units)  # built here, on the loop: the thread only writes

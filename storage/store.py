@@ -8,6 +8,8 @@ dialect differences (glob and case-insensitive matches) as small hooks.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,25 +30,36 @@ from storage.records import (
     UnitOfWork,
 )
 
+log = logging.getLogger(__name__)
+
 # Called with the events of a commit and the pos of the first (the others follow it).
 CommitListener = Callable[[Sequence[Event], int], None]
 
 
 class Store(ABC):
-    """One database. Open with ``storage.open_store(url)``."""
+    """One database. Open with ``storage.open_store(url)``.
+
+    Group commit, the same for every backend: units of work that arrive while a transaction
+    is being written wait, and are then written together in the next one (``_transaction``,
+    the backend's). Each caller's ``commit()`` returns only once its unit is durable, so an
+    OCPP reply sent after it is never ahead of the store.
+    """
 
     url: str  # as configured, for messages
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
+        self._wakeup = asyncio.Event()
+        self._listeners: list[CommitListener] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._closed = False
 
     # -- what each backend provides ------------------------------------------------------
 
     @abstractmethod
-    async def commit(self, unit: UnitOfWork) -> None:
-        """Write the unit in one transaction (group-committed with others); return once it
-        is durable. The events of a commit get their ``pos`` in commit order."""
-
-    @abstractmethod
-    def add_commit_listener(self, listener: CommitListener) -> None:
-        """Called after every commit that wrote events (to wake the delivery engine)."""
+    async def _transaction(self, units: list[UnitOfWork]) -> int:
+        """Write the units in one transaction; the pos given to its first event (the others
+        follow it in the order of the units), in commit order."""
 
     @abstractmethod
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -83,6 +96,70 @@ class Store(ABC):
     @abstractmethod
     def _casefold_equals(self, column: str) -> str:
         """A condition: ``column`` equals ``?`` ignoring ASCII case."""
+
+    # -- group commit --------------------------------------------------------------------
+
+    def _start_committer(self) -> None:
+        self._committer = asyncio.create_task(self._run_committer(), name="store-committer")
+
+    async def _stop_committer(self) -> None:
+        """Write what is queued, then stop taking units."""
+        self._closed = True
+        self._wakeup.set()
+        if self._committer is not None:
+            await self._committer
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Called after every commit that wrote events (to wake the delivery engine)."""
+        self._listeners.append(listener)
+
+    async def commit(self, unit: UnitOfWork) -> None:
+        """Write the unit in one transaction; return once it is durable."""
+        if not unit:
+            return
+        if self._closed:
+            raise RuntimeError("store is closed")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((unit, future))
+        self._wakeup.set()
+        # Each unit has its own future: a caller cancelled here cancels only that future; its
+        # unit is still written with the batch (the committer skips futures already done).
+        await future
+
+    async def _run_committer(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._write_batch(batch)
+            elif self._closed:
+                return
+
+    async def _write_batch(self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]) -> None:
+        try:
+            first_pos = await self._transaction([unit for unit, _ in batch])
+        except Exception:
+            if len(batch) == 1:
+                _, future = batch[0]
+                log.exception("commit failed")
+                if not future.done():
+                    future.set_exception(_commit_error())
+                return
+            # One bad unit must not fail the others: write them one by one.
+            for item in batch:
+                await self._write_batch([item])
+            return
+        events = [event for unit, _ in batch for event in unit.events]
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+        if events:
+            for listener in self._listeners:
+                try:
+                    listener(events, first_pos)
+                except Exception:
+                    log.exception("commit listener failed")
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -318,6 +395,10 @@ class Store(ABC):
             "SELECT * FROM events WHERE charger_id = ? ORDER BY pos", (charger_id,)
         )
         return [codec.event(r) for r in rows]
+
+
+def _commit_error() -> RuntimeError:
+    return RuntimeError("the store could not commit this change")
 
 
 def _where(*conditions: tuple[str, Any]) -> tuple[list[str], list[Any]]:
