@@ -28,10 +28,14 @@ class Migration:
     sql: str
 
 
-def available() -> list[Migration]:
-    """The migration files shipped in this package, by version."""
+def available(folder: str = "migrations") -> list[Migration]:
+    """The migration files shipped in this package under ``folder`` (``/``-separated, e.g.
+    ``migrations/postgres``), by version."""
     found = []
-    for entry in resources.files("storage").joinpath("migrations").iterdir():
+    root = resources.files("storage")
+    for part in folder.split("/"):
+        root = root.joinpath(part)
+    for entry in root.iterdir():
         match = _NAME.match(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
