@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -83,18 +91,19 @@ class ApiSettings(_Section):
 class StorageSettings(_Section):
     url: str = "sqlite:///./csms.db"
 
-    @model_validator(mode="after")
-    def _known_scheme(self) -> StorageSettings:
-        if not self.url.startswith("sqlite:///"):
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError(
-                "url: only sqlite:///path URLs are supported, e.g. sqlite:///./csms.db"
+                "expected sqlite:///path (e.g. sqlite:///./csms.db) or"
+                " postgresql://user:password@host:5432/dbname"
             )
-        return self
+        return url
 
     @property
-    def sqlite_path(self) -> str:
-        """``sqlite:///rel`` -> ``rel``; ``sqlite:////abs`` -> ``/abs`` (as in SQLAlchemy)."""
-        return self.url.removeprefix("sqlite:///")
+    def is_postgres(self) -> bool:
+        return self.url.startswith(("postgresql://", "postgres://"))
 
 
 class WebhookSettings(_Section):
@@ -123,6 +132,16 @@ class Settings(BaseModel):
     api: ApiSettings = ApiSettings()
     storage: StorageSettings = StorageSettings()
     webhooks: WebhookSettings = WebhookSettings()
+
+    @model_validator(mode="after")
+    def _key_file_for_a_server_database(self) -> Settings:
+        if self.storage.is_postgres and not self.webhooks.secret_key_file:
+            raise ValueError(
+                "webhooks.secret_key_file is required with a PostgreSQL storage.url: the key"
+                " that seals webhook secrets lives outside the database, the same file on"
+                " every node (it is created, mode 0600, when missing)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> Settings:

@@ -97,6 +97,9 @@ class Store(ABC):
     def _casefold_equals(self, column: str) -> str:
         """A condition: ``column`` equals ``?`` ignoring ASCII case."""
 
+    def _casefold_param(self, value: str) -> str:
+        return value
+
     # -- group commit --------------------------------------------------------------------
 
     def _start_committer(self) -> None:
@@ -303,7 +306,7 @@ class Store(ABC):
             row = await self.fetch_one(
                 f"SELECT * FROM id_tags WHERE {self._casefold_equals('id_tag')}"
                 " ORDER BY id_tag LIMIT 1",
-                (id_tag,),
+                (self._casefold_param(id_tag),),
             )
         return None if row is None else codec.id_tag(row)
 

@@ -183,11 +183,13 @@ def insert_delivery_of(
     next_attempt_at: float,
     created_at: str,
 ) -> Statement:
-    """A delivery of an event written in the same transaction (its pos is not known yet)."""
+    """A delivery of an event written in the same transaction (its pos is not known yet).
+    The casts tell PostgreSQL the parameters' types, which a SELECT list does not."""
     return Statement(
         "INSERT INTO webhook_deliveries (id, endpoint_id, event_pos, event_id, charger_id, status,"
-        " attempts, next_attempt_at, created_at) SELECT ?, ?, pos, id, charger_id, 'pending',"
-        " ?, ?, ? FROM events WHERE id = ?",
+        " attempts, next_attempt_at, created_at) SELECT CAST(? AS BIGINT), CAST(? AS TEXT), pos,"
+        " id, charger_id, 'pending', CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION),"
+        " CAST(? AS TEXT) FROM events WHERE id = ?",
         (delivery_id, endpoint_id, attempts, next_attempt_at, created_at, event_id),
     )
 

@@ -18,18 +18,28 @@ from websockets.asyncio.client import ClientConnection
 
 from csms.app import Csms
 from csms.config import Settings
+from tests.pg import key_file_of
+
+pytest_plugins = ["tests.pg"]  # the PostgreSQL fixtures
 
 TEST_TOKEN = "test-token-0123456789abcdef"
 PASSWORD = "correct-horse-battery"  # 21 bytes: a valid AuthorizationKey
 
 
-def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+def make_settings(
+    tmp_path: Path, store_url: str | None = None, **sections: dict[str, Any]
+) -> Settings:
+    """Test settings on free ports; the store is a SQLite file in ``tmp_path`` unless
+    ``store_url`` names another (a PostgreSQL schema of the test's own)."""
+    url = store_url or f"sqlite:///{tmp_path / 'csms.db'}"
     data: dict[str, dict[str, Any]] = {
         "ocpp": {"host": "127.0.0.1", "port": 0, "call_timeout": 5},
         "api": {"host": "127.0.0.1", "port": 0, "tokens": [TEST_TOKEN]},
-        "storage": {"url": f"sqlite:///{tmp_path / 'csms.db'}"},
+        "storage": {"url": url},
         "webhooks": {"allow_private_targets": True},
     }
+    if not url.startswith("sqlite:"):
+        data["webhooks"]["secret_key_file"] = key_file_of(url)
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return Settings(**data)
@@ -69,12 +79,31 @@ class Api:
         return answer["data"] if answer and "data" in answer else answer
 
 
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test that starts a CSMS runs on both stores."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def csms_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Csms]]]:
+def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The test's own store: a SQLite file, or an empty PostgreSQL schema (tests/pg.py)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'csms.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def csms_factory(
+    tmp_path: Path, store_url: str
+) -> AsyncIterator[Callable[..., Awaitable[Csms]]]:
     started: list[Csms] = []
 
     async def start(**sections: dict[str, Any]) -> Csms:
-        csms = await Csms.start(make_settings(tmp_path, **sections))
+        csms = await Csms.start(make_settings(tmp_path, store_url, **sections))
         started.append(csms)
         return csms
 

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import TEST_TOKEN, Api, wait_for
+from tests.pg import key_file_of
 
 
 @contextlib.asynccontextmanager
@@ -89,13 +90,19 @@ class ServerProcess:
 
 async def start_server_process(
     workdir: Path,
-    db_path: Path,
+    store: Path | str,
     *,
     timeout: float = 20.0,
     webhooks: dict[str, Any] | None = None,
     **ocpp: Any,
 ) -> ServerProcess:
-    """Start ``csms serve`` on ``db_path`` with ``port = 0`` and read its URLs from stdout."""
+    """Start ``csms serve`` with ``port = 0`` and read its URLs from stdout. ``store``: a
+    SQLite file, or a store URL (a PostgreSQL one with the key file the tests' in-process
+    CSMS uses too)."""
+    url = store if isinstance(store, str) else f"sqlite:///{store}"
+    webhooks = dict(webhooks or {})
+    if not url.startswith("sqlite:"):
+        webhooks.setdefault("secret_key_file", key_file_of(url))
     ocpp_lines = "".join(f"{key} = {_toml(value)}\n" for key, value in ocpp.items())
     webhook_lines = "".join(f"{key} = {_toml(value)}\n" for key, value in (webhooks or {}).items())
     config = workdir / "csms-serve.toml"
@@ -109,7 +116,7 @@ async def start_server_process(
         "port = 0\n"
         f'tokens = ["{TEST_TOKEN}"]\n'
         "[storage]\n"
-        f'url = "sqlite:///{db_path}"\n'
+        f"url = {_toml(url)}\n"
         "[webhooks]\n"
         f"{webhook_lines}"
     )

@@ -25,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -88,6 +90,16 @@ def with_params(url: str, **params: str) -> str:
     query = dict(parse_qsl(parts.query))
     query.update(params)
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def key_file_of(url: str) -> str:
+    """The webhook secret key file of a test store (PostgreSQL needs one configured); it
+    goes with the schema in ``drop_schema``."""
+    return str(Path(tempfile.gettempdir()) / "chargehook-test-keys" / f"{schema_of(url)}.key")
+
+
+def _forget_key_file(url: str) -> None:
+    Path(key_file_of(url)).unlink(missing_ok=True)
 
 
 def schema_of(url: str) -> str:
@@ -196,6 +208,7 @@ async def drop_schema(schema_url: str) -> None:
         await conn.execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")
     finally:
         await conn.close()
+    _forget_key_file(schema_url)
 
 
 @pytest.fixture

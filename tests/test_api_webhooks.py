@@ -17,8 +17,10 @@ from webhooks import DeliveryConfig
 
 
 @asynccontextmanager
-async def api(tmp_path, config: DeliveryConfig = FAST) -> AsyncIterator[tuple[TestClient, object]]:
-    async with webhook_service(str(tmp_path / "csms.db"), config) as (store, service):
+async def api(
+    store_url: str, config: DeliveryConfig = FAST
+) -> AsyncIterator[tuple[TestClient, object]]:
+    async with webhook_service(store_url, config) as (store, service):
         app = web.Application(middlewares=[error_middleware])
         app.add_routes(routes)
         app[WEBHOOK_SERVICE] = service
@@ -26,8 +28,8 @@ async def api(tmp_path, config: DeliveryConfig = FAST) -> AsyncIterator[tuple[Te
             yield client, store
 
 
-async def test_create_read_list_update_delete(tmp_path):
-    async with receiver() as rec, api(tmp_path) as (client, _):
+async def test_create_read_list_update_delete(store_url):
+    async with receiver() as rec, api(store_url) as (client, _):
         resp = await client.post(
             "/api/v1/webhooks",
             json={
@@ -67,8 +69,8 @@ async def test_create_read_list_update_delete(tmp_path):
         assert (await resp.json())["error"]["code"] == "not_found"
 
 
-async def test_validation_errors(tmp_path):
-    async with api(tmp_path) as (client, _):
+async def test_validation_errors(store_url):
+    async with api(store_url) as (client, _):
         cases = [
             ({"enabledEvents": ["*"]}, "missing_field"),
             ({"url": "ftp://x.example", "enabledEvents": ["*"]}, "invalid_url"),
@@ -91,9 +93,9 @@ async def test_validation_errors(tmp_path):
         assert (await client.get("/api/v1/webhooks?limit=101")).status == 400
 
 
-async def test_private_target_refused_with_400(tmp_path):
+async def test_private_target_refused_with_400(store_url):
     strict = dataclasses.replace(FAST, allow_private_targets=False)
-    async with receiver() as rec, api(tmp_path, strict) as (client, _):
+    async with receiver() as rec, api(store_url, strict) as (client, _):
         for url in (rec.url, "http://localhost/x", "http://10.0.0.1/x", "http://[fd00::1]/x"):
             resp = await client.post("/api/v1/webhooks", json={"url": url, "enabledEvents": ["*"]})
             assert resp.status == 400, url
@@ -102,9 +104,9 @@ async def test_private_target_refused_with_400(tmp_path):
         assert rec.requests == []
 
 
-async def test_own_secret_test_send_rotate_and_deliveries(tmp_path):
+async def test_own_secret_test_send_rotate_and_deliveries(store_url):
     own = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    async with receiver() as rec, api(tmp_path) as (client, store):
+    async with receiver() as rec, api(store_url) as (client, store):
         resp = await client.post(
             "/api/v1/webhooks", json={"url": rec.url, "enabledEvents": ["*"], "secret": own}
         )
@@ -138,8 +140,8 @@ async def test_own_secret_test_send_rotate_and_deliveries(tmp_path):
         assert (await client.post("/api/v1/webhooks/wh_nope/test")).status == 404
 
 
-async def test_replay_and_redeliver(tmp_path):
-    async with receiver() as rec, api(tmp_path) as (client, store):
+async def test_replay_and_redeliver(store_url):
+    async with receiver() as rec, api(store_url) as (client, store):
         resp = await client.post(
             "/api/v1/webhooks", json={"url": rec.url, "enabledEvents": ["transaction.*"]}
         )

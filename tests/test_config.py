@@ -30,7 +30,8 @@ def test_the_example_config_shows_every_setting_and_loads() -> None:
         ("[ocpp]\nauthorization = 'maybe'\n", "ocpp.authorization"),
         ("[ocpp]\ntls_cert = 'x.pem'\n", "tls_key"),
         ("[api]\ntokens = ['short']\n", "api.tokens.0"),
-        ("[storage]\nurl = 'postgres://x'\n", "storage"),
+        ("[storage]\nurl = 'mysql://x'\n", "storage.url: expected sqlite:///path"),
+        ("[storage]\nurl = 'postgresql://x/db'\n", "webhooks.secret_key_file is required"),
         ("[webhooks]\nretry_schedule = ['5s', 'soon']\n", "webhooks.retry_schedule.1"),
         ("[webhooks]\ndisable_after = '-1h'\n", "webhooks.disable_after"),
         ("[nonsense]\nx = 1\n", "nonsense: unknown setting"),
@@ -122,3 +123,13 @@ def test_cli_refuses_a_bad_config_with_the_key_and_exit_code_2(tmp_path: Path, c
     path.write_text("[ocpp]\nheartbeat_interval = 0\n")
     assert main(["serve", "--config", str(path)]) == 2
     assert "ocpp.heartbeat_interval" in capsys.readouterr().err
+
+
+def test_a_postgresql_url_with_a_key_file_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "pg.toml"
+    path.write_text(
+        "[storage]\nurl = 'postgresql://csms:pw@127.0.0.1:5432/csms'\n"
+        f"[webhooks]\nsecret_key_file = '{tmp_path / 'key'}'\n"
+    )
+    settings = load_settings(path)
+    assert settings.storage.is_postgres and settings.webhooks.secret_key_file

@@ -18,6 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
@@ -96,36 +97,46 @@ class Stream:
                     self._room.notify_all()
 
 
-def read_store(db: Path) -> dict[str, Any]:
-    """What the killed server left on disk, read with plain sqlite3 (WAL recovered on open)."""
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        events = [
-            {**dict(row), "data": json.loads(row["data"])}
-            for row in conn.execute(
-                "SELECT * FROM events WHERE charger_id = ? ORDER BY pos", (CHARGER,)
-            )
-        ]
-        state = dict(
-            conn.execute("SELECT * FROM charger_state WHERE charger_id = ?", (CHARGER,)).fetchone()
-        )
-        transactions = [dict(r) for r in conn.execute("SELECT * FROM transactions")]
-        samples = [
-            json.loads(r["sampled_value"])[0]["value"]
-            for r in conn.execute(
-                "SELECT sampled_value FROM meter_values WHERE charger_id = ? ORDER BY id",
-                (CHARGER,),
-            )
-        ]
-    finally:
-        conn.close()
-    return {"events": events, "state": state, "transactions": transactions, "samples": samples}
+_QUERIES = {
+    "events": "SELECT * FROM events WHERE charger_id = ? ORDER BY pos",
+    "state": "SELECT * FROM charger_state WHERE charger_id = ?",
+    "transactions": "SELECT * FROM transactions",
+    "samples": "SELECT sampled_value FROM meter_values WHERE charger_id = ? ORDER BY id",
+}
+
+
+async def read_store(url: str) -> dict[str, Any]:
+    """What the killed server left, read with the plain driver (SQLite recovers its WAL on
+    open), not through our store."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        conn.row_factory = sqlite3.Row
+        try:
+            for name, sql in _QUERIES.items():
+                params = (CHARGER,) if "?" in sql else ()
+                found[name] = [dict(row) for row in conn.execute(sql, params)]
+        finally:
+            conn.close()
+    else:
+        pg = await asyncpg.connect(url)
+        try:
+            for name, sql in _QUERIES.items():
+                args = (CHARGER,) if "?" in sql else ()
+                found[name] = [dict(r) for r in await pg.fetch(sql.replace("?", "$1"), *args)]
+        finally:
+            await pg.close()
+    return {
+        "events": [{**e, "data": json.loads(e["data"])} for e in found["events"]],
+        "state": found["state"][0],
+        "transactions": found["transactions"],
+        "samples": [json.loads(r["sampled_value"])[0]["value"] for r in found["samples"]],
+    }
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> Any:
-    process = await start_server_process(tmp_path, tmp_path / "csms.db")
+async def server(tmp_path: Path, store_url: str) -> Any:
+    process = await start_server_process(tmp_path, store_url)  # the store csms_factory uses
     try:
         yield process
     finally:
@@ -134,9 +145,8 @@ async def server(tmp_path: Path) -> Any:
 
 
 async def test_sigkill_mid_stream_loses_nothing_acknowledged(
-    server: ServerProcess, tmp_path: Path, csms_factory: Any
+    server: ServerProcess, store_url: str, csms_factory: Any
 ) -> None:
-    db = tmp_path / "csms.db"  # the file csms_factory opens too
     async with api_client(server.api_url) as api:
         await register(api, CHARGER)
         await api.post("/api/v1/id-tags", {"idTag": "TAG1"})
@@ -163,8 +173,8 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged(
     assert stream.sent_at_kill is not None and stream.sent_at_kill > KILL_AFTER  # mid-stream
     assert stream.sent < TOTAL  # the stream was cut short
 
-    # -- the file on disk --------------------------------------------------------------------
-    store = read_store(db)
+    # -- what the database holds -------------------------------------------------------------
+    store = await read_store(store_url)
     events = store["events"]
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     # The events carry their sequence; the state row's copy is written only with other
@@ -189,7 +199,7 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged(
     assert tx["energy_wh"] == float(recorded[-1])  # the row agrees with the last event
     assert store["samples"] == [str(1000 + k) for k in recorded]
 
-    # -- restart on the same file ------------------------------------------------------------
+    # -- restart on the same store -----------------------------------------------------------
     csms = await csms_factory()
     async with api_client(csms.api_url) as api:
         after = await events_of(api, CHARGER)

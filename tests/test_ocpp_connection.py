@@ -332,11 +332,10 @@ async def test_rejected_boot_refuses_everything_but_boot(csms, api: Api) -> None
 
 
 @pytest.fixture
-async def killed_server_db(tmp_path: Path) -> AsyncIterator[Path]:
+async def killed_server_db(tmp_path: Path, store_url: str) -> AsyncIterator[str]:
     """A database left by a ``csms serve`` killed with SIGKILL while CP-KILL was connected
     and booted."""
-    db = tmp_path / "csms.db"  # the file csms_factory uses too
-    server = await start_server_process(tmp_path, db)
+    server = await start_server_process(tmp_path, store_url)  # the store csms_factory uses
     try:
         async with api_client(server.api_url) as api:
             await register(api, "CP-KILL")
@@ -354,11 +353,11 @@ async def killed_server_db(tmp_path: Path) -> AsyncIterator[Path]:
     finally:
         server.kill()
         await server.wait()
-    yield db
+    yield store_url
 
 
 async def test_charger_left_connected_gets_disconnected_restart(
-    killed_server_db: Path, csms_factory
+    killed_server_db: str, csms_factory
 ) -> None:
     csms = await csms_factory()
     async with api_client(csms.api_url) as api:

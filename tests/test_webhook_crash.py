@@ -82,8 +82,8 @@ async def kill(child: asyncio.subprocess.Process) -> None:
     assert child.returncode == -signal.SIGKILL
 
 
-async def test_sigkill_with_pending_deliveries_loses_nothing(tmp_path):
-    path = str(tmp_path / "csms.db")
+async def test_sigkill_with_pending_deliveries_loses_nothing(store_url):
+    path = store_url
     port = free_port()  # nothing listens yet: the receiver is down
     url = f"http://127.0.0.1:{port}/hook"
     child = await start_child(path, url, 20)
@@ -135,12 +135,12 @@ async def hanging_receiver(port: int, heads: int) -> AsyncIterator[asyncio.Event
         await runner.cleanup()
 
 
-async def test_sigkill_before_any_answer_loses_nothing(tmp_path):
+async def test_sigkill_before_any_answer_loses_nothing(store_url):
     """Killed while every stream's head is posted and unanswered, after the first event of
     each was answered and recorded: nothing about the later deliveries was written (rows
     come with the first answer), so the restart fans the events out again from the durable
     cursor, which stayed below them; each arrives, in order, once answered."""
-    path = str(tmp_path / "csms.db")
+    path = store_url
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
     async with hanging_receiver(port, heads=len(CHARGERS)) as arrived:

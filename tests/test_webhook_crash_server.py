@@ -60,8 +60,10 @@ async def _drive(ocpp_url: str, charger_id: str) -> ClientConnection:
     return ws
 
 
-async def test_sigkill_with_pending_deliveries_loses_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "csms.db"
+async def test_sigkill_with_pending_deliveries_loses_nothing(
+    tmp_path: Path, store_url: str
+) -> None:
+    db = store_url
     port = free_port()  # nothing listens there yet: the receiver is down
     url = f"http://127.0.0.1:{port}/hook"
     server = await start_server_process(tmp_path, db, webhooks=FAST_RETRIES)

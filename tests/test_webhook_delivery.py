@@ -8,8 +8,8 @@ import svix.webhooks
 from tests.test_webhook_support import FAST, EventSource, receiver, settled, webhook_service
 
 
-async def test_every_request_verifies_with_both_libraries(tmp_path):
-    async with receiver() as rec, webhook_service(str(tmp_path / "csms.db")) as (store, service):
+async def test_every_request_verifies_with_both_libraries(store_url):
+    async with receiver() as rec, webhook_service(store_url) as (store, service):
         endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         source = EventSource(store)
         for charger in ("CP-1", "CP-2", "CP-3"):
@@ -31,7 +31,7 @@ async def test_every_request_verifies_with_both_libraries(tmp_path):
             assert seqs == [1, 2, 3, 4, 5]
 
 
-async def test_order_kept_under_failure_and_retries_keep_the_id(tmp_path):
+async def test_order_kept_under_failure_and_retries_keep_the_id(store_url):
     failures = 3
 
     async def respond(envelope, nth):
@@ -39,7 +39,7 @@ async def test_order_kept_under_failure_and_retries_keep_the_id(tmp_path):
             return 500, {}
         return 200, {}
 
-    async with receiver(respond) as rec, webhook_service(str(tmp_path / "db")) as (store, service):
+    async with receiver(respond) as rec, webhook_service(store_url) as (store, service):
         await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         source = EventSource(store)
         await source.emit("CP-A", 4)
@@ -56,7 +56,7 @@ async def test_order_kept_under_failure_and_retries_keep_the_id(tmp_path):
         assert b_seqs == [1, 2, 3, 4]
 
 
-async def test_a_slow_charger_does_not_hold_up_another(tmp_path):
+async def test_a_slow_charger_does_not_hold_up_another(store_url):
     import asyncio
 
     release = asyncio.Event()
@@ -66,7 +66,7 @@ async def test_a_slow_charger_does_not_hold_up_another(tmp_path):
             await release.wait()  # answers only when the test lets it
         return 200, {}
 
-    async with receiver(respond) as rec, webhook_service(str(tmp_path / "db")) as (store, service):
+    async with receiver(respond) as rec, webhook_service(store_url) as (store, service):
         await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         source = EventSource(store)
         await source.emit("SLOW", 3)
@@ -80,14 +80,14 @@ async def test_a_slow_charger_does_not_hold_up_another(tmp_path):
         assert slow == [1, 2, 3]
 
 
-async def test_410_disables_the_endpoint_and_tells_the_subscribers(tmp_path):
+async def test_410_disables_the_endpoint_and_tells_the_subscribers(store_url):
     async def gone(envelope, nth):
         return 410, {}
 
     async with (
         receiver(gone) as dead,
         receiver() as watcher,
-        webhook_service(str(tmp_path / "db")) as (store, service),
+        webhook_service(store_url) as (store, service),
     ):
         doomed = await service.create_endpoint({"url": dead.url, "enabledEvents": ["*"]})
         await service.create_endpoint({"url": watcher.url, "enabledEvents": ["webhook.*"]})
@@ -103,7 +103,7 @@ async def test_410_disables_the_endpoint_and_tells_the_subscribers(tmp_path):
         assert len(dead.requests) == 1  # nothing more is posted to a disabled endpoint
 
 
-async def test_disable_after_then_replay_delivers_what_was_missed(tmp_path):
+async def test_disable_after_then_replay_delivers_what_was_missed(store_url):
     import dataclasses
 
     config = dataclasses.replace(FAST, retry_schedule=(0.05,) * 50, disable_after=0.3)
@@ -115,7 +115,7 @@ async def test_disable_after_then_replay_delivers_what_was_missed(tmp_path):
     async with (
         receiver(flaky) as rec,
         receiver() as watcher,
-        webhook_service(str(tmp_path / "db"), config) as (store, service),
+        webhook_service(store_url, config) as (store, service),
     ):
         endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         await service.create_endpoint({"url": watcher.url, "enabledEvents": ["webhook.disabled"]})
@@ -145,8 +145,8 @@ async def test_disable_after_then_replay_delivers_what_was_missed(tmp_path):
         assert service.get_endpoint(endpoint.id).status == "active"
 
 
-async def test_rotation_signs_with_both_secrets(tmp_path):
-    async with receiver() as rec, webhook_service(str(tmp_path / "db")) as (store, service):
+async def test_rotation_signs_with_both_secrets(store_url):
+    async with receiver() as rec, webhook_service(store_url) as (store, service):
         endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         rotated = await service.rotate_secret(endpoint.id)
         assert rotated.secret != endpoint.secret
@@ -159,11 +159,11 @@ async def test_rotation_signs_with_both_secrets(tmp_path):
             svix.webhooks.Webhook(secret).verify(request.body, request.headers)
 
 
-async def test_ocpp_message_only_when_named_and_charger_filter(tmp_path):
+async def test_ocpp_message_only_when_named_and_charger_filter(store_url):
     async with (
         receiver() as everything,
         receiver() as frames,
-        webhook_service(str(tmp_path / "db")) as (store, service),
+        webhook_service(store_url) as (store, service),
     ):
         assert not service.wants("ocpp.message")
         await service.create_endpoint({"url": everything.url, "enabledEvents": ["*"]})
@@ -183,11 +183,11 @@ async def test_ocpp_message_only_when_named_and_charger_filter(tmp_path):
         assert all(e["sequence"] is None for e in frames.delivered())
 
 
-async def test_test_send_reaches_only_its_endpoint(tmp_path):
+async def test_test_send_reaches_only_its_endpoint(store_url):
     async with (
         receiver() as target,
         receiver() as other,
-        webhook_service(str(tmp_path / "db")) as (store, service),
+        webhook_service(store_url) as (store, service),
     ):
         endpoint = await service.create_endpoint({"url": target.url, "enabledEvents": ["*"]})
         await service.create_endpoint({"url": other.url, "enabledEvents": ["*"]})
@@ -204,17 +204,19 @@ async def test_test_send_reaches_only_its_endpoint(tmp_path):
         assert rows[-1].event_id == sent.event_id and rows[-1].outcome == "succeeded"
 
 
-async def test_secret_sealed_at_rest_and_reopened_after_restart(tmp_path):
-    path = tmp_path / "csms.db"
+async def test_secret_sealed_at_rest_and_reopened_after_restart(store_url, tmp_path):
     async with receiver() as rec:
-        async with webhook_service(str(path)) as (_, service):
+        async with webhook_service(store_url) as (store, service):
             endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
             rotated = await service.rotate_secret(endpoint.id)
+            rows = await store.fetch_all("SELECT * FROM webhook_endpoints")
+            # What the database holds: its files (SQLite) or the endpoint rows as read back.
         stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if "webhook-key" not in p.name)
+        stored += repr([tuple(row) for row in rows]).encode()
         for secret in (endpoint.secret, rotated.secret):
             assert secret.encode() not in stored
             assert secret.removeprefix("whsec_").encode() not in stored
-        async with webhook_service(str(path)) as (store, service):
+        async with webhook_service(store_url) as (store, service):
             again = service.get_endpoint(endpoint.id)
             assert again.secret == rotated.secret and again.previous_secret == endpoint.secret
             await EventSource(store).emit("CP-1")
@@ -224,10 +226,10 @@ async def test_secret_sealed_at_rest_and_reopened_after_restart(tmp_path):
             )
 
 
-async def test_a_paused_endpoint_gets_what_came_meanwhile_only_by_replay(tmp_path):
+async def test_a_paused_endpoint_gets_what_came_meanwhile_only_by_replay(store_url):
     async with (
         receiver() as rec,
-        webhook_service(str(tmp_path / "db")) as (store, service),
+        webhook_service(store_url) as (store, service),
     ):
         endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         source = EventSource(store)
@@ -247,7 +249,7 @@ async def test_a_paused_endpoint_gets_what_came_meanwhile_only_by_replay(tmp_pat
         assert [e["sequence"] for e in rec.delivered()] == [1, 4, 2, 3]
 
 
-async def test_a_backlog_larger_than_the_body_cache_loses_nothing(tmp_path, monkeypatch):
+async def test_a_backlog_larger_than_the_body_cache_loses_nothing(store_url, monkeypatch):
     """Bodies read back from the store for a batch must not be evicted by the batch itself
     (that once marked such events failed, unsent)."""
     import dataclasses
@@ -263,7 +265,7 @@ async def test_a_backlog_larger_than_the_body_cache_loses_nothing(tmp_path, monk
 
     async with (
         receiver(outage) as rec,
-        webhook_service(str(tmp_path / "db"), config) as (store, service),
+        webhook_service(store_url, config) as (store, service),
     ):
         await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         source = EventSource(store)
@@ -279,7 +281,7 @@ async def test_a_backlog_larger_than_the_body_cache_loses_nothing(tmp_path, monk
             assert got == list(range(1, 9))
 
 
-async def test_replay_does_not_queue_again_what_waits_in_memory(tmp_path):
+async def test_replay_does_not_queue_again_what_waits_in_memory(store_url):
     """Deliveries behind a failing head live in memory only (their rows come with their
     first answer); a replay meanwhile must see them as pending, not queue them twice."""
     healthy = False
@@ -289,7 +291,7 @@ async def test_replay_does_not_queue_again_what_waits_in_memory(tmp_path):
 
     async with (
         receiver(respond) as rec,
-        webhook_service(str(tmp_path / "db")) as (store, service),
+        webhook_service(store_url) as (store, service),
     ):
         endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         source = EventSource(store)
@@ -304,13 +306,13 @@ async def test_replay_does_not_queue_again_what_waits_in_memory(tmp_path):
         assert [e["sequence"] for e in rec.delivered()] == [1, 2, 3, 4, 5]
 
 
-async def test_cookies_set_by_a_receiver_are_not_sent_back(tmp_path):
+async def test_cookies_set_by_a_receiver_are_not_sent_back(store_url):
     async def respond(envelope, nth):
         return 200, {"Set-Cookie": "session=abc; Path=/"}
 
     async with (
         receiver(respond) as rec,
-        webhook_service(str(tmp_path / "db")) as (store, service),
+        webhook_service(store_url) as (store, service),
     ):
         # a host name: aiohttp's cookie jar ignores cookies of IP-address hosts anyway
         url = rec.url.replace("127.0.0.1", "localhost")
@@ -321,7 +323,7 @@ async def test_cookies_set_by_a_receiver_are_not_sent_back(tmp_path):
         assert all("Cookie" not in r.headers for r in rec.requests)
 
 
-async def test_a_failing_stream_has_its_waiting_deliveries_written(tmp_path):
+async def test_a_failing_stream_has_its_waiting_deliveries_written(store_url):
     """Deliveries flow through memory; once a stream's head fails, the ones behind it (which
     may now wait for hours) are written as pending, so the fan-out cursor, and with it
     retention and a restart's catch-up, are not held back by them."""
@@ -334,7 +336,7 @@ async def test_a_failing_stream_has_its_waiting_deliveries_written(tmp_path):
 
     async with (
         receiver(respond) as rec,
-        webhook_service(str(tmp_path / "db"), config) as (store, service),
+        webhook_service(store_url, config) as (store, service),
     ):
         await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         source = EventSource(store)
@@ -358,11 +360,11 @@ async def test_a_failing_stream_has_its_waiting_deliveries_written(tmp_path):
         assert cursor is not None and last is not None and cursor[0] == last[0]
 
 
-async def test_after_a_restart_a_failed_head_still_gets_what_comes_behind_it_written(tmp_path):
+async def test_after_a_restart_a_failed_head_still_gets_what_comes_behind_it_written(store_url):
     import dataclasses
 
     config = dataclasses.replace(FAST, retry_schedule=(3600.0,))
-    path = str(tmp_path / "db")
+    path = store_url
 
     async def respond(envelope, nth):
         return (500, {}) if envelope["chargerId"] == "CP-1" else (200, {})

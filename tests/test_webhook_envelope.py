@@ -3,9 +3,9 @@ in memory (the engine builds it around the stored data text, without decoding it
 
 from __future__ import annotations
 
+from storage import open_store
 from storage import webhook_tables as tables
 from storage.records import Event, UnitOfWork
-from storage.sqlite import SqliteStore
 from webhooks.envelope import envelope_body, envelope_body_of_stored
 
 EVENTS = [
@@ -28,8 +28,8 @@ EVENTS = [
 ]
 
 
-async def test_bodies_of_stored_events_are_byte_identical(tmp_path) -> None:
-    store = await SqliteStore.open(str(tmp_path / "csms.db"))
+async def test_bodies_of_stored_events_are_byte_identical(store_url: str) -> None:
+    store = await open_store(store_url)
     try:
         await store.commit(UnitOfWork(writes=list(EVENTS)))
         stored = await tables.stored_events_at(store, [1, 2])

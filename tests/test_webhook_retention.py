@@ -26,7 +26,7 @@ def test_plan():
     assert not may_prune_event(plan, timestamp=old, pos=11, has_pending_delivery=False)
 
 
-async def test_prune_keeps_what_delivery_still_needs(tmp_path):
+async def test_prune_keeps_what_delivery_still_needs(store_url):
     async def refuse(envelope, nth):
         return 500, {}
 
@@ -35,7 +35,7 @@ async def test_prune_keeps_what_delivery_still_needs(tmp_path):
     async with (
         receiver() as ok_rec,
         receiver(refuse) as bad_rec,
-        webhook_service(str(tmp_path / "db"), config) as (store, service),
+        webhook_service(store_url, config) as (store, service),
     ):
         await service.create_endpoint({"url": ok_rec.url, "enabledEvents": ["charger.*"]})
         await service.create_endpoint({"url": bad_rec.url, "enabledEvents": ["transaction.*"]})

@@ -5,6 +5,7 @@ started ``WebhookService`` on a real SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,8 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
+from storage import open_store
 from storage.records import Event, UnitOfWork
-from storage.sqlite import SqliteStore
+from storage.store import Store
+from tests.pg import key_file_of
 from webhooks import Catalog, DeliveryConfig, EventType, WebhookService
 
 TEST_TYPES = (
@@ -106,7 +109,7 @@ class EventSource:
     """Commits events as the OCPP core will: through ``store.commit``, gapless per charger."""
 
     def __init__(
-        self, store: SqliteStore, *, first_id: int = 1, sequences: dict[str, int] | None = None
+        self, store: Store, *, first_id: int = 1, sequences: dict[str, int] | None = None
     ) -> None:
         """``first_id`` and ``sequences``: go on after events committed by an earlier run."""
         self.store = store
@@ -135,9 +138,14 @@ class EventSource:
 
 @asynccontextmanager
 async def webhook_service(
-    path: str, config: DeliveryConfig = FAST, **kwargs: Any
-) -> AsyncIterator[tuple[SqliteStore, WebhookService]]:
-    store = await SqliteStore.open(path)
+    target: str, config: DeliveryConfig = FAST, **kwargs: Any
+) -> AsyncIterator[tuple[Store, WebhookService]]:
+    """The service on a store: ``target`` is a store URL (the ``store_url`` fixture) or a
+    SQLite file's path."""
+    url = target if "://" in target else f"sqlite:///{target}"
+    store = await open_store(url)
+    if store.default_key_file is None:
+        config = dataclasses.replace(config, secret_key_file=key_file_of(url))
     service = await WebhookService.start(store, config, catalog(), **kwargs)
     store.add_commit_listener(service.notify)
     try:
