@@ -29,7 +29,7 @@ from csms.ids import IdSource
 from csms.protocol.state import CoreSettings
 from csms.server import OcppServer
 from csms.tokens import FIRST_TOKEN_ID, TokenCheck, create_token
-from storage import open_store
+from storage import display_url, open_store
 from storage.migrations import NewerSchemaError
 from storage.store import Store
 from webhooks import Catalog, DeliveryConfig
@@ -74,7 +74,7 @@ class Csms:
         try:
             self.store = store = await open_store(settings.storage.url)
         except NewerSchemaError as exc:
-            raise StartError(f"storage.url {settings.storage.url}: {exc}") from None
+            raise StartError(f"storage.url {display_url(settings.storage.url)}: {exc}") from None
         stack.push_async_callback(store.close)
         tokens = TokenCheck(settings.api.tokens, store)
         core_settings = CoreSettings(
@@ -205,7 +205,7 @@ async def serve(settings: Settings) -> None:
     tune_runtime()
     print(f"chargehook: OCPP endpoint {csms.ocpp_url}/{{chargerId}}", flush=True)
     print(f"chargehook: admin API {csms.api_url}/api/v1", flush=True)
-    print(f"chargehook: storage {settings.storage.url}", flush=True)
+    print(f"chargehook: storage {display_url(settings.storage.url)}", flush=True)
     if csms.generated_token:
         print(
             "chargehook: no [api] tokens configured; generated an admin API token. It is shown"

@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any
 
 from csms.config import ConfigError, Settings, load_settings
+from storage import display_url
 
 ENV_HELP = (
     "Every setting of the TOML file can be overridden by an environment variable"
@@ -54,6 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_argument(serve)
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="apply the schema migrations to the configured store and exit",
+        description=(
+            "Apply the schema migrations the database of storage.url lacks, then exit."
+            " `csms serve` does the same at start; on PostgreSQL an advisory lock makes"
+            " several processes starting together migrate once."
+        ),
+        epilog=ENV_HELP,
+    )
+    _config_argument(migrate)
 
     token = sub.add_parser(
         "token",
@@ -108,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(settings)
+    if args.command == "migrate":
+        return _run_tool(_migrate(settings))
     if args.command == "token":
         return _run_tool(_token(args, settings))
     return _run_tool(_reset_secrets(settings))
@@ -135,10 +150,18 @@ def _run_tool(work: Coroutine[Any, Any, None]) -> int:
 
     try:
         asyncio.run(work)
-    except (ToolError, NewerSchemaError, OSError) as exc:
+    except (ToolError, NewerSchemaError, OSError) as exc:  # OSError: database unreachable
         print(f"csms: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _migrate(settings: Settings) -> None:
+    from storage import migrate
+
+    applied = await migrate(settings.storage.url)
+    done = ", ".join(f"{v:04d}" for v in applied) if applied else "none, it was up to date"
+    print(f"csms: migrated {display_url(settings.storage.url)}: applied {done}")
 
 
 async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[None]]) -> None:
@@ -165,8 +188,8 @@ async def _token(args: argparse.Namespace, settings: Settings) -> None:
             made = await create_token(store, args.label)
             print(f"{made.token}")
             print(
-                f"csms: made token {made.record.id} in {settings.storage.url}; it is shown"
-                " only now",
+                f"csms: made token {made.record.id} in {display_url(settings.storage.url)};"
+                " it is shown only now",
                 file=sys.stderr,
             )
         elif args.token_command == "list":

@@ -107,13 +107,7 @@ class SqliteStore(Store):
         """Open (and migrate) the file. ``share_writer``: write through that store's writer
         (another event loop's store of the same file); it stays its owner's to close."""
         if share_writer is None:
-            if path != ":memory:":
-                Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
-            setup = await _connect(path)
-            try:
-                await migrations.apply(setup)
-            finally:
-                await setup.close()
+            await migrate_file(path)
         reader = await _connect(path)
         writer = share_writer or Writer(path)
         store = cls(path, writer, reader, owns_writer=share_writer is None)
@@ -168,6 +162,17 @@ _PRAGMAS = (
     "PRAGMA busy_timeout = 5000",
     "PRAGMA foreign_keys = OFF",
 )
+
+
+async def migrate_file(path: str) -> list[int]:
+    """Create the file (and its folder) if needed and apply the migrations it lacks."""
+    if path != ":memory:":
+        Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+    setup = await _connect(path)
+    try:
+        return await migrations.apply(setup)
+    finally:
+        await setup.close()
 
 
 async def _connect(path: str) -> aiosqlite.Connection:

@@ -274,3 +274,30 @@ def test_version_and_help_say_what_a_user_needs() -> None:
     help_text = csms("serve", "--help").stdout
     assert "OCPP endpoint" in help_text and "CSMS_<SECTION>__<KEY>" in help_text
     assert "token" in csms("--help").stdout
+
+
+def test_migrate_applies_what_the_store_lacks_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    first = csms("migrate", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("csms: migrated sqlite:///") and "applied 0001, " in first.stdout
+    again = csms("migrate", "--config", str(config))
+    assert again.stdout.rstrip().endswith("applied none, it was up to date")
+
+
+async def test_migrate_on_postgresql_hides_the_password_and_applies_once(
+    tmp_path: Path, pg_url: str
+) -> None:
+    url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")
+    config = tmp_path / "pg.toml"
+    config.write_text(
+        f'[storage]\nurl = "{url}"\n[webhooks]\nsecret_key_file = "{tmp_path / "key"}"\n'
+    )
+    runs = await asyncio.gather(
+        *(asyncio.to_thread(csms, "migrate", "--config", str(config)) for _ in range(3))
+    )
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    applied = [run.stdout for run in runs if "applied 0001" in run.stdout]
+    assert len(applied) == 1, [run.stdout for run in runs]  # one of them migrated, under the lock
+    assert all("s3cret" not in run.stdout + run.stderr for run in runs)
+    assert "postgres:***@" in applied[0]
