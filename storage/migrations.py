@@ -46,6 +46,19 @@ def available(folder: str = "migrations") -> list[Migration]:
     return found
 
 
+def to_apply(known: list[Migration], done: set[int]) -> list[Migration]:
+    """The known migrations not done yet, in order; refuses a database at a version newer
+    than any known (this code must not write to a schema it does not know)."""
+    newest_known = known[-1].version if known else 0
+    if done and max(done) > newest_known:
+        raise NewerSchemaError(
+            f"the database is at schema version {max(done)}, written by a newer chargehook;"
+            f" this one knows versions up to {newest_known}: upgrade chargehook (or point"
+            " storage.url at another database)"
+        )
+    return [m for m in known if m.version not in done]
+
+
 async def apply(conn: aiosqlite.Connection) -> list[int]:
     """Apply the migrations not yet applied; return their versions."""
     await conn.execute(
@@ -55,18 +68,8 @@ async def apply(conn: aiosqlite.Connection) -> list[int]:
     )
     async with conn.execute("SELECT version FROM schema_migrations") as cursor:
         done = {row[0] async for row in cursor}
-    known = available()
-    newest_known = known[-1].version if known else 0
-    if done and max(done) > newest_known:
-        raise NewerSchemaError(
-            f"the database is at schema version {max(done)}, written by a newer chargehook;"
-            f" this one knows versions up to {newest_known}: upgrade chargehook (or point"
-            " storage.url at another database)"
-        )
     applied = []
-    for migration in known:
-        if migration.version in done:
-            continue
+    for migration in to_apply(available(), done):
         log.info("applying migration %04d_%s", migration.version, migration.name)
         # executescript() commits first; wrap the file and its record in one transaction.
         try:

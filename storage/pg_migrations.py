@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from storage.migrations import Migration, NewerSchemaError, available
+from storage.migrations import Migration, available, to_apply
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +59,8 @@ async def _apply_locked(conn: asyncpg.Connection, known: list[Migration]) -> lis
     """Under the lock: nobody else migrates this database meanwhile."""
     await conn.execute(_CREATE_TABLE)
     done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-    newest_known = known[-1].version if known else 0
-    if done and max(done) > newest_known:
-        raise NewerSchemaError(
-            f"the database is at schema version {max(done)}, written by a newer chargehook;"
-            f" this one knows versions up to {newest_known}: upgrade chargehook (or point"
-            " storage.url at another database)"
-        )
     applied = []
-    for migration in known:
-        if migration.version in done:
-            continue
+    for migration in to_apply(known, done):
         log.info("applying migration %04d_%s (postgres)", migration.version, migration.name)
         async with conn.transaction():
             # No arguments: the simple query protocol, which runs a file of statements.

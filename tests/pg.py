@@ -35,6 +35,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from storage import display_url
+
 POSTGRES_URL = os.environ.get(
     "CSMS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -61,22 +63,13 @@ async def connect_admin(url: str = POSTGRES_URL) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
     except (OSError, asyncpg.CannotConnectNowError) as exc:  # TimeoutError is an OSError
-        unavailable(f"no PostgreSQL server answers at {redact(url)}: {exc}")
+        unavailable(f"no PostgreSQL server answers at {display_url(url)}: {exc}")
     except asyncpg.PostgresError as exc:
         pytest.fail(
-            f"PostgreSQL at {redact(url)} refused the test connection: {exc}"
+            f"PostgreSQL at {display_url(url)} refused the test connection: {exc}"
             " (set CSMS_TEST_POSTGRES_URL)",
             pytrace=False,
         )
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def with_database(url: str, name: str) -> str:
