@@ -26,6 +26,7 @@ from csms.commands import CommandDispatcher
 from csms.config import Settings, WebhookSettings
 from csms.hub import ChargerHub
 from csms.ids import IdSource
+from csms.logs import AccessLogger, access_logger
 from csms.protocol.state import CoreSettings
 from csms.server import OcppServer
 from csms.tokens import FIRST_TOKEN_ID, TokenCheck, create_token
@@ -118,7 +119,12 @@ class Csms:
             extra_routes=[webhook_routes],
             extra_keys={WEBHOOK_SERVICE: webhooks},
         )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app,
+            access_log=access_logger(),
+            access_log_class=AccessLogger,
+            handle_signals=False,
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         self._runner = runner
@@ -226,5 +232,5 @@ async def serve(settings: Settings) -> None:
     try:
         await stop.wait()
     finally:
-        print("chargehook: shutting down", file=sys.stderr, flush=True)
+        log.info("shutting down")
         await csms.close()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from importlib import metadata
 from typing import Any
 
 from csms.config import ConfigError, Settings, load_settings
+from csms.logs import setup_logging
 from storage import display_url
 
 ENV_HELP = (
@@ -54,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog=ENV_HELP,
     )
     _config_argument(serve)
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=["debug", "info", "warning", "error"],
+        help="overrides log.level",
+    )
 
     migrate = sub.add_parser(
         "migrate",
@@ -108,17 +113,16 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"csms: {exc}", file=sys.stderr)
         return 2
+    # The maintenance commands speak through their own lines; warnings only from the rest.
+    level = getattr(args, "log_level", None) or (
+        settings.log.level if args.command == "serve" else "warning"
+    )
+    setup_logging(level, settings.log.format)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "migrate":

@@ -106,6 +106,11 @@ class StorageSettings(_Section):
         return self.url.startswith(("postgresql://", "postgres://"))
 
 
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers
+
+
 class WebhookSettings(_Section):
     allow_private_targets: bool = False
     timeout: Annotated[float, Field(gt=0, le=300)] = 5
@@ -131,6 +136,7 @@ class Settings(BaseModel):
     ocpp: OcppSettings = OcppSettings()
     api: ApiSettings = ApiSettings()
     storage: StorageSettings = StorageSettings()
+    log: LogSettings = LogSettings()
     webhooks: WebhookSettings = WebhookSettings()
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 
 from csms.config import OcppSettings
 from csms.hub import ChargerHub
+from csms.logs import set_log_context
 from csms.passwords import VerifiedCache, verify_password
 from csms.protocol.core import Reject
 from csms.protocol.frames import (
@@ -215,6 +216,7 @@ class OcppServer:
     async def _handler(self, connection: ServerConnection) -> None:
         identity: Identity = connection.chargehook_identity  # type: ignore[attr-defined]
         charger_id = identity.charger_id
+        set_log_context(chargerId=charger_id)  # every line logged for this charger carries it
         if connection.subprotocol != SUBPROTOCOL:
             # OCPP-J 1.6, 3.1.2: complete the handshake without the header, then close.
             log.info("%s: closing, no supported subprotocol offered", charger_id)
