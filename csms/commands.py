@@ -255,7 +255,12 @@ class CommandDispatcher:
         try:
             await self.hub.apply(command.charger_id, step)
         except Exception:
-            log.exception("%s: could not record that %s is sent", command.charger_id, command.id)
+            log.exception(
+                "%s: could not record that %s is sent",
+                command.charger_id,
+                command.id,
+                extra={"chargerId": command.charger_id, "commandId": command.id},
+            )
 
     async def _finish(
         self,
@@ -267,7 +272,12 @@ class CommandDispatcher:
         try:
             await self._record(command, response=response, error=error)
         except Exception:
-            log.exception("%s: could not record the outcome of %s", command.charger_id, command.id)
+            log.exception(
+                "%s: could not record the outcome of %s",
+                command.charger_id,
+                command.id,
+                extra={"chargerId": command.charger_id, "commandId": command.id},
+            )
 
     async def _record(
         self,
