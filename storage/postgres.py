@@ -12,56 +12,132 @@ identity column would not do: its values are taken before commit, in any order.
 
 The SQL is the shared, portable text of ``storage/`` with ``?`` placeholders, rewritten once
 per statement to asyncpg's ``$n``.
+
+Losing the database (a restart, a network cut, a half-open connection) is survived without a
+restart of ours, and fails fast instead of hanging: every connection attempt, statement and
+group commit has a deadline, and the outage surfaces as ``StoreUnavailable``. A writer
+connection that broke is replaced on the next transaction; the read pool replaces its own.
+A transaction whose connection broke mid-way may still commit on the server (its COMMIT sent,
+the answer lost), so its backend is an *orphan*: before the next read or write, the orphan is
+made to end (``pg_terminate_backend`` and wait), so that what is read afterwards is final and
+nothing derived from it can collide with a COMMIT landing late.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
 
 import asyncpg
 
 from storage import pg_migrations
 from storage import sqlite_rows as codec
 from storage.records import UnitOfWork
-from storage.store import Store
+from storage.store import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _BUMP_EVENTS_POS = (
     "UPDATE store_counters SET value = value + $1 WHERE name = 'events_pos' RETURNING value"
 )
 POOL_SIZE = 8  # readers: the API and the engine's loads; writes have their own connection
 
+# Deadlines, so that an outage fails a charger's CALL within seconds instead of hanging it.
+CONNECT_TIMEOUT = 2.0  # one connection attempt (a cut network may swallow it silently)
+WRITE_DEADLINE = 5.0  # one group commit, BEGIN to COMMIT's answer (normally milliseconds)
+READ_TIMEOUT = 5.0  # one read, waiting for a pooled connection included (normally ms)
+PING_TIMEOUT = 1.5  # the health check, connecting included: a 503 within ~2 s
+CLOSE_TIMEOUT = 2.0
+ORPHAN_WAIT_MS = 3000  # how long to wait for an orphaned writer backend to end
+# A writer backend whose client vanished mid-transaction would keep its locks (the events_pos
+# counter row: every commit waits behind it) until TCP keepalive noticed, hours by default.
+WRITER_SETTINGS = {"idle_in_transaction_session_timeout": "10000"}  # ms
+# Errors that say the database was not there, rather than that it refused what we sent.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable; TimeoutError too
+    asyncpg.InterfaceError,  # the connection is closed or in an unknown state
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.OperatorInterventionError,  # class 57: shutdown, cannot connect now, cancelled
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A server process, named by its start too, so that a reused pid is never taken for it."""
+
+    pid: int
+    started: datetime
+
 
 class PostgresStore(Store):
     """Storage on one PostgreSQL database. Open with ``await PostgresStore.open(url)``."""
 
-    def __init__(self, url: str, writer: asyncpg.Connection, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self,
+        url: str,
+        writer: asyncpg.Connection,
+        backend: Backend,
+        pool: asyncpg.Pool,
+        *,
+        server_version: int,
+    ) -> None:
         super().__init__()
         self.url = url
-        self._writer = writer
+        self._writer: asyncpg.Connection | None = writer  # None: lost, reconnect on next use
+        self._backend = backend  # the writer's server process
         self._pool = pool
+        self._server_version = server_version  # major
+        self._orphans: set[Backend] = set()  # writer backends lost mid-transaction
+        self._orphans_lock = asyncio.Lock()
+        self._writer_suspect = False  # a read found the database away: replace the writer too
         self._sql: dict[str, str] = {}  # "?" text -> "$n" text
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> PostgresStore:
         """Connect (and migrate, once per database even when several processes start)."""
-        writer = await asyncpg.connect(url)
+        if migrate:
+            # Its own connection: waiting for another process's migration (the advisory
+            # lock) or a long migration must not run into the writer's statement deadline.
+            setup = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+            try:
+                await pg_migrations.apply(setup)
+            finally:
+                await setup.close()
+        writer, backend = await _connect_writer(url)
         try:
-            if migrate:
-                await pg_migrations.apply(writer)
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE)
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=POOL_SIZE,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=READ_TIMEOUT,
+            )
         except BaseException:
-            await writer.close()
+            writer.terminate()
             raise
-        store = cls(url, writer, pool)
+        version = writer.get_server_version().major
+        store = cls(url, writer, backend, pool, server_version=version)
         store._start_committer()
         return store
 
     async def close(self) -> None:
         await self._stop_committer()
-        await self._pool.close()
-        await self._writer.close()
+        try:
+            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
+        except Exception:  # the database is away: nothing to close politely
+            self._pool.terminate()
+        if self._writer is not None:
+            try:
+                await self._writer.close(timeout=CLOSE_TIMEOUT)
+            except Exception:
+                self._writer.terminate()
 
     async def open_sibling(self) -> PostgresStore:
         """Connections of its own: asyncpg connections belong to the loop that made them."""
@@ -75,28 +151,148 @@ class PostgresStore(Store):
 
     async def _transaction(self, units: list[UnitOfWork]) -> int:
         statements = codec.statements(units)
+        writer = await self._ready_writer()
+        try:
+            async with asyncio.timeout(WRITE_DEADLINE):
+                return await self._write(writer, statements)
+        except Exception as exc:
+            if not _lost(exc) and not writer.is_closed() and await self._rolled_back(writer):
+                # The server (or the driver, before sending) turned this batch down: nothing
+                # of it committed, and the group commit retries its units one by one.
+                raise
+            await self._lose_writer(writer)
+            raise StoreUnavailable(f"PostgreSQL write failed: {_describe(exc)}") from exc
+        except BaseException:  # cancelled mid-transaction: its outcome is unknown
+            await self._lose_writer(writer)
+            raise
+
+    async def _write(
+        self, writer: asyncpg.Connection, statements: list[tuple[str, list[tuple[Any, ...]]]]
+    ) -> int:
         count = sum(len(rows) for sql, rows in statements if sql == codec.EVENT_INSERT)
         first = 0
-        async with self._writer.transaction():
-            if count:
-                last = await self._writer.fetchval(_BUMP_EVENTS_POS, count)
-                first = last - count + 1
-            pos = first
-            for sql, rows in statements:
-                if sql == codec.EVENT_INSERT:
-                    sql = codec.EVENT_INSERT_AT
-                    rows = [(p, *r) for p, r in enumerate(rows, pos)]
-                    pos += len(rows)
-                await self._writer.executemany(self._native(sql), rows)
+        await writer.execute("BEGIN")
+        if count:
+            last = await writer.fetchval(_BUMP_EVENTS_POS, count)
+            first = last - count + 1
+        pos = first
+        for sql, rows in statements:
+            if sql == codec.EVENT_INSERT:
+                sql = codec.EVENT_INSERT_AT
+                rows = [(p, *r) for p, r in enumerate(rows, pos)]
+                pos += len(rows)
+            await writer.executemany(self._native(sql), rows)
+        await writer.execute("COMMIT")
         return first
+
+    async def _rolled_back(self, writer: asyncpg.Connection) -> bool:
+        """Whether the connection is good again (out of the failed transaction)."""
+        try:
+            async with asyncio.timeout(WRITE_DEADLINE):
+                await writer.execute("ROLLBACK")
+        except Exception:
+            return False
+        return True
+
+    async def _ready_writer(self) -> asyncpg.Connection:
+        """The writer connection; a new one if the last was lost (one attempt, bounded)."""
+        writer = self._writer
+        if writer is not None and not writer.is_closed() and not self._writer_suspect:
+            return writer
+        self._writer_suspect = False
+        if writer is not None:  # closed or suspect while idle: no transaction of ours open
+            self._writer = None
+            writer.terminate()
+        try:
+            writer, backend = await _connect_writer(self.url)
+        except Exception as exc:
+            raise StoreUnavailable(f"PostgreSQL unreachable: {_describe(exc)}") from exc
+        try:
+            await self._settle_orphans(writer)
+        except BaseException:
+            writer.terminate()
+            raise
+        log.info("PostgreSQL writer connection re-established")
+        self._writer, self._backend = writer, backend
+        return writer
+
+    async def _lose_writer(self, writer: asyncpg.Connection) -> None:
+        """Drop a writer whose transaction's fate is unknown; its backend becomes an orphan.
+        The pooled connections most likely went the same way: they are replaced too."""
+        if self._writer is writer:
+            self._writer = None
+            self._orphans.add(self._backend)
+        writer.terminate()
+        await self._pool.expire_connections()
+
+    async def _settle_orphans(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
+        """Make sure no orphaned writer backend is still inside its transaction: until it is
+        over, its COMMIT may yet land, after reads that then missed it (a charger's sequence
+        reloaded too low), and its row locks hold every commit up. Each is ended (and waited
+        for, PostgreSQL 14+); one that cannot be ended counts as settled once it is idle."""
+        async with self._orphans_lock:
+            if not self._orphans:
+                return
+            orphans = set(self._orphans)
+            try:
+                live = await _live(conn, orphans)
+                for orphan in live:
+                    log.info("ending an interrupted writer's server process (pid %d)", orphan.pid)
+                    try:
+                        await conn.fetchval(*_terminate(orphan.pid, self._server_version))
+                    except asyncpg.PostgresError as exc:  # not allowed, say: it may end alone
+                        if isinstance(exc, UNAVAILABLE):
+                            raise
+                        log.warning("could not end pid %d: %s", orphan.pid, exc)
+                busy = [b for b, state in (await _live(conn, set(live))).items() if state != "idle"]
+            except UNAVAILABLE as exc:
+                raise StoreUnavailable(f"PostgreSQL unreachable: {_describe(exc)}") from exc
+            if busy:
+                raise StoreUnavailable(
+                    f"an interrupted write (server pid {busy[0].pid}) has not ended yet"
+                )
+            self._orphans -= orphans
 
     # -- reading -------------------------------------------------------------------------
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
+        return await self._within(READ_TIMEOUT, "read failed", self._fetch(sql, params))
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[asyncpg.Record]:
+        if self._orphans:
+            await self._settle_orphans(self._pool)
         return await self._pool.fetch(self._native(sql), *params)
 
     async def ping(self) -> None:
-        await self._pool.fetchval("SELECT 1")
+        """A round trip through the pool, within PING_TIMEOUT (connecting included)."""
+        await self._within(PING_TIMEOUT, "unreachable", self._pool.fetchval("SELECT 1"))
+
+    async def _within(self, deadline: float, what: str, work: Awaitable[T]) -> T:
+        """``work`` (on the pool) within ``deadline`` seconds. Late, it is left to end by
+        itself: cancelling a query on a dead path waits for a cancel request of its own (a
+        new connection), which would double the wait."""
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(_retrieve)
+        try:
+            done, _ = await asyncio.wait([task], timeout=deadline)
+        except BaseException:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            raise await self._pool_failed(what, TimeoutError())
+        try:
+            return task.result()
+        except UNAVAILABLE as exc:
+            raise await self._pool_failed(what, exc) from exc
+
+    async def _pool_failed(self, what: str, exc: BaseException) -> StoreUnavailable:
+        """After one pooled connection failed, replace them all on next use (and the writer
+        before its next transaction): the others most likely went the same way, and on a
+        half-open path each would otherwise have to time out in turn."""
+        await self._pool.expire_connections()
+        self._writer_suspect = True
+        return StoreUnavailable(f"PostgreSQL {what}: {_describe(exc)}")
 
     def _glob(self, column: str) -> str:
         return f"{column} ~ ?"
@@ -115,6 +311,64 @@ class PostgresStore(Store):
         if native is None:
             native = self._sql[sql] = to_dollar_params(sql)
         return native
+
+
+async def _connect_writer(url: str) -> tuple[asyncpg.Connection, Backend]:
+    """A writer connection and its server process (to settle it should it be orphaned)."""
+    conn = await asyncpg.connect(
+        url,
+        timeout=CONNECT_TIMEOUT,
+        command_timeout=WRITE_DEADLINE,
+        server_settings=WRITER_SETTINGS,
+    )
+    try:
+        row = await conn.fetchrow(
+            "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        )
+    except BaseException:
+        conn.terminate()
+        raise
+    return conn, Backend(row[0], row[1])
+
+
+async def _live(
+    conn: asyncpg.Connection | asyncpg.Pool, backends: set[Backend]
+) -> dict[Backend, str | None]:
+    """Those of the backends that still run, with their state (``idle``: in no transaction)."""
+    if not backends:
+        return {}
+    rows = await conn.fetch(
+        "SELECT pid, backend_start, state FROM pg_stat_activity WHERE pid = ANY($1::int[])",
+        [b.pid for b in backends],
+    )
+    running = {Backend(row[0], row[1]): row[2] for row in rows}
+    return {b: state for b, state in running.items() if b in backends}
+
+
+def _terminate(pid: int, server_version: int) -> tuple[Any, ...]:
+    """The statement that ends a server process, and waits until it has (PostgreSQL 14+)."""
+    if server_version >= 14:
+        return "SELECT pg_terminate_backend($1, $2)", pid, ORPHAN_WAIT_MS
+    return "SELECT pg_terminate_backend($1)", pid
+
+
+def _lost(exc: BaseException) -> bool:
+    """The connection failed (or timed out) under the transaction: its outcome is unknown."""
+    return isinstance(
+        exc, OSError | asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
+    )
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a probe's failure as seen (it is reported by whoever awaited it, if anyone)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 _PLACEHOLDER = re.compile(r"\?")

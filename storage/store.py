@@ -117,17 +117,28 @@ class Store(ABC):
         self._listeners.append(listener)
 
     async def commit(self, unit: UnitOfWork) -> None:
-        """Write the unit in one transaction; return once it is durable."""
-        if not unit:
-            return
-        if self._closed:
-            raise RuntimeError("store is closed")
+        """Write the unit in one transaction; return once it is durable.
+
+        Raises ``StoreUnavailable`` when the database did not answer (the unit may or may not
+        have been committed), any other error when the unit itself was refused (it was not).
+        """
+        if unit:
+            # Each unit has its own future: a caller cancelled here cancels only that future;
+            # its unit is still written with the batch (the committer skips futures done).
+            await self.submit(unit)
+
+    def submit(self, unit: UnitOfWork) -> asyncio.Future[None]:
+        """Queue the unit for the next group commit; the future resolves as ``commit()``
+        returns. For a caller that must learn the outcome even when it is cancelled."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((unit, future))
-        self._wakeup.set()
-        # Each unit has its own future: a caller cancelled here cancels only that future; its
-        # unit is still written with the batch (the committer skips futures already done).
-        await future
+        if not unit:
+            future.set_result(None)
+        elif self._closed:
+            future.set_exception(RuntimeError("store is closed"))
+        else:
+            self._pending.append((unit, future))
+            self._wakeup.set()
+        return future
 
     async def _run_committer(self) -> None:
         while True:
@@ -142,6 +153,14 @@ class Store(ABC):
     async def _write_batch(self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]) -> None:
         try:
             first_pos = await self._transaction([unit for unit, _ in batch])
+        except StoreUnavailable as exc:
+            # Not the units' fault: writing them one by one would only wait out the outage
+            # once per unit. Every caller hears of it now (and may try again).
+            log.warning("commit of %d units failed: %s", len(batch), exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreUnavailable(str(exc)))
+            return
         except Exception:
             if len(batch) == 1:
                 _, future = batch[0]
@@ -398,6 +417,16 @@ class Store(ABC):
             "SELECT * FROM events WHERE charger_id = ? ORDER BY pos", (charger_id,)
         )
         return [codec.event(r) for r in rows]
+
+
+class StoreUnavailable(RuntimeError):
+    """The database did not answer: unreachable, or the connection was lost or timed out.
+
+    Raised by a backend instead of its driver's error so that callers can tell an outage
+    from a bad unit. From a commit it means the outcome is unknown: the transaction may have
+    been committed (its COMMIT sent, the answer lost), so whoever keeps state derived from
+    the unit must read it back from the store rather than assume either outcome.
+    """
 
 
 def _commit_error() -> RuntimeError:
