@@ -6,6 +6,12 @@ the current snapshot into an ``Outcome``; the outcome's rows and events commit i
 transaction; only then does the in-memory snapshot move on and the caller get its reply. One
 lock per charger keeps its event sequence gapless and ordered; chargers never wait for each
 other except inside the store's group commit, which they share.
+
+A commit that fails leaves no trace in memory: the snapshot is dropped and read back from the
+store on next use (with what lives only in memory taken from the snapshot before), because a
+failed commit may still have been written (an outage after the COMMIT was sent). So the next
+event gets the sequence after the last one stored, never a number already taken, and a message
+re-sent after its CALLERROR is recognised as a duplicate if it had been stored after all.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 RECOVERY_CONCURRENCY = 256  # chargers recovered at once after a restart
+# A disconnect that could not be recorded (the store away) is tried again after these delays
+# (doubling up to the last), until it is or the charger connects again.
+DISCONNECT_RETRY_FIRST = 0.5
+DISCONNECT_RETRY_MAX = 5.0
 
 
 def utc_now() -> datetime:
@@ -55,8 +65,12 @@ class Connection(Protocol):
 class ChargerRuntime:
     charger_id: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    snapshot: ChargerSnapshot | None = None  # None until first loaded from the store
+    snapshot: ChargerSnapshot | None = None  # None until (again) loaded from the store
     connection: Connection | None = None  # the live socket, newest wins
+    # The snapshot before a commit that failed: what it holds in memory only goes into the
+    # snapshot read back from the store.
+    dropped: ChargerSnapshot | None = None
+    epoch: int = 0  # bumped by each connect: a late retry of an older disconnect stands down
 
 
 class ChargerHub:
@@ -81,6 +95,7 @@ class ChargerHub:
         # Told when a charger's live connection comes and goes (the command dispatcher).
         self.on_attach: list[Callable[[str], Awaitable[None]]] = []
         self.on_detach: list[Callable[[str], Awaitable[None]]] = []
+        self._retries: set[asyncio.Task[None]] = set()  # disconnects to record once possible
 
     def runtime(self, charger_id: str) -> ChargerRuntime:
         runtime = self._runtimes.get(charger_id)
@@ -102,6 +117,8 @@ class ChargerHub:
         return sum(1 for r in self._runtimes.values() if r.connection is not None)
 
     async def _load(self, runtime: ChargerRuntime) -> ChargerSnapshot:
+        """The snapshot, read from the store if not in memory; hold ``runtime.lock`` (a load
+        racing a commit could install a snapshot older than what was just committed)."""
         if runtime.snapshot is not None:
             return runtime.snapshot
         charger_id = runtime.charger_id
@@ -124,8 +141,25 @@ class ChargerHub:
                 active={t.id: t for t in active},
                 recent_digests=tuple(digests),
             )
-        runtime.snapshot = snapshot
+        dropped = runtime.dropped
+        if dropped is not None:
+            # Not in the store: what TriggerMessage and RemoteStartTransaction allowed, and
+            # the last sign of life (written only with other changes).
+            seen = [t for t in (dropped.last_seen_at, snapshot.last_seen_at) if t is not None]
+            snapshot = evolve(
+                snapshot,
+                triggered=dropped.triggered,
+                remote_starts=dropped.remote_starts,
+                last_seen_at=max(seen, default=None),
+            )
+        runtime.snapshot, runtime.dropped = snapshot, None
         return snapshot
+
+    def _drop(self, runtime: ChargerRuntime, before: ChargerSnapshot) -> None:
+        """Forget the snapshot after a failed commit: the store has the truth, which may
+        include the change that failed (its COMMIT may have reached the database)."""
+        runtime.snapshot = None
+        runtime.dropped = before
 
     async def apply(
         self,
@@ -143,7 +177,16 @@ class ChargerHub:
             after, unit = core.finish(before, outcome, stamp=stamp, ids=self.ids)
             if extra is not None:
                 unit.put(*extra(after, outcome))
-            await self.store.commit(unit)
+            written = self.store.submit(unit)
+            try:
+                await asyncio.shield(written)
+            except BaseException:
+                if not written.done():
+                    # Cancelled while the unit is being written: keep the lock until it is
+                    # (or is not), so nothing is sealed on a sequence it may yet take.
+                    await asyncio.wait([written])
+                self._drop(runtime, before)
+                raise
             runtime.snapshot = after
             return outcome
 
@@ -152,7 +195,10 @@ class ChargerHub:
     async def handle_call(self, charger_id: str, call: Call) -> Any:
         """Answer a charger's CALL: a reply payload, or a ``Reject`` for a CALLERROR."""
         runtime = self.runtime(charger_id)
-        snapshot = runtime.snapshot or await self._load(runtime)
+        snapshot = runtime.snapshot
+        if snapshot is None:
+            async with runtime.lock:
+                snapshot = await self._load(runtime)
         lookups = await self._lookups(charger_id, core.lookups_needed(snapshot, call))
         now = self.clock()
         trace = self.tracing
@@ -246,6 +292,7 @@ class ChargerHub:
     ) -> None:
         """A charger connected: the newest connection wins (DESIGN 3)."""
         runtime = self.runtime(charger_id)
+        runtime.epoch += 1
         now = self.clock()
         old = runtime.connection
 
@@ -287,20 +334,69 @@ class ChargerHub:
         if runtime.connection is not connection:
             return
         runtime.connection = None
-        now = self.clock()
-        await self.apply(
-            charger_id,
-            lambda snap: core.on_disconnect(snap, now=now, reason=reason, close_code=close_code),
-        )
-        await self._notify(self.on_detach, charger_id)
+        now, epoch = self.clock(), runtime.epoch
+        try:
+            await self._record_disconnect(runtime, epoch, now, reason, close_code)
+        except Exception:
+            # The socket is gone whatever the store says: record it once the store is back
+            # (at the time it happened), unless the charger is back first.
+            log.warning("%s: could not record the disconnect; will retry", charger_id)
+            self._retry_disconnect(runtime, epoch, now, reason, close_code)
+        finally:
+            await self._notify(self.on_detach, charger_id)
+
+    async def _record_disconnect(
+        self,
+        runtime: ChargerRuntime,
+        epoch: int,
+        now: datetime,
+        reason: str,
+        close_code: int | None,
+    ) -> None:
+        def step(snap: ChargerSnapshot) -> Outcome:
+            if runtime.epoch != epoch or not snap.state.connected:
+                # A newer connection took over (it records the old one's end itself), or
+                # an earlier try was written after all.
+                return Outcome(snapshot=snap, reply={})
+            return core.on_disconnect(snap, now=now, reason=reason, close_code=close_code)
+
+        await self.apply(runtime.charger_id, step)
+
+    def _retry_disconnect(
+        self,
+        runtime: ChargerRuntime,
+        epoch: int,
+        now: datetime,
+        reason: str,
+        close_code: int | None,
+    ) -> None:
+        async def retry() -> None:
+            delay = DISCONNECT_RETRY_FIRST
+            while runtime.epoch == epoch and self._runtimes.get(runtime.charger_id) is runtime:
+                await asyncio.sleep(delay)
+                try:
+                    await self._record_disconnect(runtime, epoch, now, reason, close_code)
+                    return
+                except Exception as exc:
+                    log.debug("%s: disconnect still not recorded: %s", runtime.charger_id, exc)
+                delay = min(delay * 2, DISCONNECT_RETRY_MAX)
+
+        task = asyncio.create_task(retry(), name=f"record-disconnect-{runtime.charger_id}")
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
 
     async def close_all(self, reason: str = "shutdown") -> None:
+        """Close every charger's socket (shutdown); disconnects not recorded by now are left
+        to the next start (``recover_after_restart``)."""
         for runtime in list(self._runtimes.values()):
             connection = runtime.connection
             if connection is None:
                 continue
             await self.detach(runtime.charger_id, connection, reason=reason, close_code=1001)
             await connection.close(1001, "server shutting down")
+        for task in list(self._retries):
+            task.cancel()
+        await asyncio.gather(*self._retries, return_exceptions=True)
 
     async def recover_after_restart(self) -> int:
         """Chargers the store still marks connected lost their socket with the last run."""
@@ -341,12 +437,17 @@ class ChargerHub:
             await self.detach(charger_id, connection, reason="deleted", close_code=1008)
             await connection.close(1008, "charger deleted")
         async with runtime.lock:
-            await self.store.commit(
-                UnitOfWork().put(
-                    Delete("chargers", charger_id),
-                    Delete("charger_state", charger_id),
-                    Delete("connectors", charger_id),
-                    Delete("charger_settings", charger_id),
+            try:
+                await self.store.commit(
+                    UnitOfWork().put(
+                        Delete("chargers", charger_id),
+                        Delete("charger_state", charger_id),
+                        Delete("connectors", charger_id),
+                        Delete("charger_settings", charger_id),
+                    )
                 )
-            )
+            except BaseException:
+                if runtime.snapshot is not None:
+                    self._drop(runtime, runtime.snapshot)
+                raise
             self._runtimes.pop(charger_id, None)
