@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from storage import webhook_tables as tables
 from storage.records import Event, Statement
-from storage.store import Store
+from storage.store import Store, StoreUnavailable
 from webhooks.bodies import BodyCache
 from webhooks.catalog import WEBHOOK_DISABLED, WEBHOOK_TEST
 from webhooks.config import DeliveryConfig
@@ -72,6 +72,8 @@ def _row(
 FANOUT_BATCH = 2000
 BODY_CACHE = 20_000  # envelopes kept for dispatch; the rest is read back from the store
 PRUNE_ROUNDS = 50
+FANOUT_RETRY_FIRST = 0.25  # seconds before the log is read again after a failed read; doubling
+FANOUT_RETRY_MAX = 5.0
 
 
 class Engine:
@@ -371,15 +373,26 @@ class Engine:
         await asyncio.shield(self._append(self._write_out(endpoint_id)))
 
     async def _fanout_loop(self) -> None:
+        delay = FANOUT_RETRY_FIRST
         while True:
             await self._fanout_wake.wait()
             self._fanout_wake.clear()
             try:
                 await self._fanout_notified()
-            except Exception:
-                log.exception("webhook fan-out failed; it reads the log on the next commit")
+            except Exception as exc:
+                if isinstance(exc, StoreUnavailable):
+                    log.warning("webhook fan-out waits for the store: %s", exc)
+                else:
+                    log.exception("webhook fan-out failed; it reads the log again")
                 self._notified.clear()
                 self._from_store = True
+                # Read the log again later, also if no commit comes to wake us: events
+                # committed before the store went away must not wait for the next one.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, FANOUT_RETRY_MAX)
+                self._fanout_wake.set()
+            else:
+                delay = FANOUT_RETRY_FIRST
 
     async def _fanout_notified(self) -> None:
         """Fan out what the commit listener handed over, in pos order; a gap before it (or a

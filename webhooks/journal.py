@@ -4,16 +4,27 @@ One flush at a time, so a later write never becomes durable before an earlier on
 result of event N is durable no later than the attempt record of event N+1, whatever
 crashes. Everything written while a flush is on its way goes into the next one, which keeps
 units large under load (thousands of deliveries a second as a few commits).
+
+The store may be away (``StoreUnavailable``). The engine's own bookkeeping (``append``) is then
+kept and written once it is back, in the same order, so no delivery row, attempt or cursor is
+lost: the engine goes on delivering meanwhile, from memory. Such a failed flush may have been
+committed all the same (its COMMIT sent, the answer lost), and writing it twice would fail on
+its inserts; so each flush also writes a random token to ``webhook_counters``, and after a
+failure the token read back says whether it was. What a caller awaits (``write``: the admin
+API) fails at once instead, as any request does while the store is away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+from storage import webhook_tables as tables
 from storage.records import Event, Statement, UnitOfWork
-from storage.store import Store
+from storage.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,51 +61,129 @@ def ordered(writes: list[Write]) -> list[Write]:
     return [write for _, write in sorted(enumerate(writes), key=key)]
 
 
+@dataclass(slots=True)
+class _Entry:
+    writes: list[Write]
+    done: asyncio.Future[None]  # resolved when the writes are durable (or failed for good)
+    keep: bool  # kept through an outage and written when the store is back
+
+
+# The webhook_counters row holding the token of the last flush written.
+FLUSH_MARK = "journal_flush"
+RETRY_FIRST = 0.25  # seconds before the first look at a store that was away; doubling
+RETRY_MAX = 2.0  # also the longest the bookkeeping lags behind a store that is back
+
+
 class Journal:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._buffer: list[Write] = []  # written since the last flush began
-        self._waiters: list[asyncio.Future[None]] = []  # resolved when the buffer is durable
+        self._entries: list[_Entry] = []  # appended since the last flush began
         self._wakeup = asyncio.Event()
-        self._closing = False
+        self._closing = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="webhook-journal")
 
     def append(self, writes: Iterable[Write]) -> asyncio.Future[None]:
-        """Queue writes; the future resolves once they are durable (or fails)."""
-        self._buffer.extend(writes)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
-        self._wakeup.set()
+        """Queue writes; the future resolves once they are durable. While the store is away
+        they wait, and are written when it is back (failing only if the journal closes
+        first, or if the store refuses them: logged here, so the engine need not look)."""
+        future = self._add(writes, keep=True)
+        future.add_done_callback(_retrieve)
         return future
 
     async def write(self, writes: Iterable[Write]) -> None:
-        await asyncio.shield(self.append(writes))
+        """Write and wait until durable; raises ``StoreUnavailable`` if the store is away
+        (the writes were then not written, unless that failure hid a commit)."""
+        await asyncio.shield(self._add(writes, keep=False))
+
+    def _add(self, writes: Iterable[Write], *, keep: bool) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._entries.append(_Entry(list(writes), future, keep))
+        self._wakeup.set()
+        return future
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            buffer, self._buffer = self._buffer, []
-            waiters, self._waiters = self._waiters, []
-            failure: Exception | None = None
-            if buffer:
-                try:
-                    await self._store.commit(UnitOfWork(writes=ordered(buffer)))
-                except Exception as exc:
-                    log.exception("webhook bookkeeping could not be written")
-                    failure = exc
-            for waiter in waiters:
-                if waiter.done():
-                    continue
-                if failure is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(failure)
-            if self._closing and not self._buffer:
+            entries, self._entries = self._entries, []
+            if entries:
+                await self._flush(entries)
+            if self._closing.is_set() and not self._entries:
                 return
 
+    async def _flush(self, entries: list[_Entry]) -> None:
+        """Write the entries in one unit, again and again while the store is away."""
+        delay = RETRY_FIRST
+        while True:
+            token = secrets.randbits(62)
+            writes = [write for entry in entries for write in entry.writes]
+            unit = UnitOfWork(writes=[*ordered(writes), tables.set_counter(FLUSH_MARK, token)])
+            try:
+                await self._store.commit(unit)
+            except StoreUnavailable as exc:
+                failure: Exception = exc
+            except Exception as exc:
+                log.exception("webhook bookkeeping could not be written")
+                _settle(entries, exc)
+                return
+            else:
+                _settle(entries, None)
+                return
+            # Unknown whether it was written: callers that wait hear of it now; the rest is
+            # kept for when the store is back (the token then says if it was written).
+            _settle([e for e in entries if not e.keep], failure)
+            entries = [e for e in entries if e.keep]
+            if not entries:
+                return
+            if self._closing.is_set():  # that was the last try
+                log.error("webhook bookkeeping lost at close, the store is away: %s", failure)
+                _settle(entries, failure)
+                return
+            log.warning("webhook bookkeeping waits for the store: %s", failure)
+            while True:
+                closing = await self._closed_within(delay)  # on close: one last try now
+                delay = min(delay * 2, RETRY_MAX)
+                try:
+                    counters = await tables.load_counters(self._store)
+                except Exception as exc:
+                    if closing:
+                        log.error("webhook bookkeeping lost at close, the store is away: %s", exc)
+                        _settle(entries, exc)
+                        return
+                    log.debug("the store is still away: %s", exc)
+                    continue
+                break
+            if counters.get(FLUSH_MARK) == token:
+                log.info("webhook bookkeeping had been written before the store went away")
+                _settle(entries, None)
+                return
+            log.info("the store is back: writing the webhook bookkeeping that waited")
+
+    async def _closed_within(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less if the journal closes meanwhile; whether it does."""
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self) -> None:
-        """Flush what is queued, then stop."""
-        self._closing = True
+        """Flush what is queued, then stop (giving up what waits for a store that is away)."""
+        self._closing.set()
         self._wakeup.set()
         await self._task
+
+
+def _settle(entries: list[_Entry], failure: Exception | None) -> None:
+    for entry in entries:
+        if entry.done.done():
+            continue
+        if failure is None:
+            entry.done.set_result(None)
+        else:
+            entry.done.set_exception(failure)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
