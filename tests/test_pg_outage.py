@@ -34,6 +34,9 @@ RESUME_BOUND = 15.0  # after the path is back: health 200, a delayed disconnect 
 START = {"connectorId": 1, "idTag": "TAG1", "meterStart": 1000, "timestamp": "2026-02-06T14:00:00Z"}
 SUBSCRIBED = ["charger.*", "connector.*", "transaction.*"]
 
+# The simple-protocol query asyncpg sends for ``execute("COMMIT")``: type, length, text.
+COMMIT_MESSAGE = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -66,6 +69,7 @@ class TcpProxy:
         self._links: set[_Link] = set()
         self._held: set[asyncio.StreamWriter] = set()
         self._relaying = True
+        self._trap_commit = False
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -101,6 +105,11 @@ class TcpProxy:
         for link in self._links:
             link.stalled = True
 
+    def lose_next_commit_answer(self) -> None:
+        """Let the next COMMIT through to the server, and stall its connection right after:
+        the transaction commits, its client never hears so (the worst moment to fail)."""
+        self._trap_commit = True
+
     def drop_stalled(self) -> None:
         """Reset the stalled connections at last (as TCP keepalive would, much later)."""
         for link in [link for link in self._links if link.stalled]:
@@ -125,8 +134,8 @@ class TcpProxy:
             return
         link = _Link(writer, up_writer)
         link.pumps = [
-            asyncio.create_task(_pump(link, reader, up_writer)),
-            asyncio.create_task(_pump(link, up_reader, writer)),
+            asyncio.create_task(self._pump(link, reader, up_writer, to_server=True)),
+            asyncio.create_task(self._pump(link, up_reader, writer, to_server=False)),
         ]
         self._links.add(link)
         await asyncio.wait(link.pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -134,14 +143,23 @@ class TcpProxy:
             link.abort()
             self._links.discard(link)
 
-
-async def _pump(link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            if link.stalled:
-                await asyncio.Event().wait()  # swallowed by the dead path, for good
-            writer.write(data)
-            await writer.drain()
+    async def _pump(
+        self,
+        link: _Link,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        to_server: bool,
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if link.stalled:
+                    await asyncio.Event().wait()  # swallowed by the dead path, for good
+                if to_server and self._trap_commit and COMMIT_MESSAGE in data:
+                    self._trap_commit = False
+                    link.stalled = True  # from the server's answer on
+                writer.write(data)
+                await writer.drain()
 
 
 # -- the charger's side ------------------------------------------------------------------
@@ -234,7 +252,9 @@ async def stored_deliveries(pg_url: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def assert_consistent(pg_url: str, rec: Receiver, acknowledged: dict[str, list[int]]) -> None:
+async def assert_consistent(
+    pg_url: str, acknowledged: dict[str, list[int]], rec: Receiver | None = None
+) -> None:
     """Per charger: sequences 1..N in commit order; each acknowledged MeterValues (by minute)
     stored exactly once; every stored event delivered to the webhook, first in order, and
     recorded as delivered, once."""
@@ -246,6 +266,8 @@ async def assert_consistent(pg_url: str, rec: Receiver, acknowledged: dict[str, 
         for minute in minutes:
             matching = [t for t in times if t.startswith(f"2026-02-06T14:{minute:02d}:00")]
             assert len(matching) == 1, (minute, times)
+    if rec is None:
+        return
 
     def delivered_all() -> bool:
         ids = {envelope["id"] for envelope in rec.delivered()}
@@ -324,7 +346,7 @@ async def test_cut_connection_keeps_sockets_refuses_calls_and_resumes(
 
         for charger_id in ("CP-LEAVE", "CP-OUT"):  # CP-LEAVE's was recorded late, on a retry
             await disconnect_recorded(pg_url, charger_id)
-        await assert_consistent(pg_url, rec, {"CP-OUT": acknowledged, "CP-LEAVE": []})
+        await assert_consistent(pg_url, {"CP-OUT": acknowledged, "CP-LEAVE": []}, rec)
 
 
 async def test_stalled_path_times_out_and_resumes(pg_url: str, tmp_path: Path) -> None:
@@ -352,9 +374,38 @@ async def test_stalled_path_times_out_and_resumes(pg_url: str, tmp_path: Path) -
                 await answered(charger, "MeterValues", meter(minute, tx_id))
             await charger.close()
             await disconnect_recorded(pg_url, "CP-STALL")
-            await assert_consistent(pg_url, rec, {"CP-STALL": [1, 2, 3]})
+            await assert_consistent(pg_url, {"CP-STALL": [1, 2, 3]}, rec)
         finally:
             await charger.close()
             # Connections left on the dead path are still being closed politely (the pool's
             # expired ones): end them before the CSMS and the loop go.
+            proxy.drop_stalled()
+
+
+async def test_commit_whose_answer_is_lost(pg_url: str, tmp_path: Path) -> None:
+    """The COMMIT reached the server, its answer never came back: the CALL was refused, yet
+    its change is stored. The re-sent message is the duplicate it is, and no sequence is
+    taken twice. (No webhook endpoint: its bookkeeping commits would race for the trap.)"""
+    async with (
+        TcpProxy.running(pg_url) as proxy,
+        csms_behind(proxy, pg_url, tmp_path) as csms,
+        api_client(csms.api_url) as api,
+    ):
+        charger = await raw_charger(csms, api, "CP-LOST")
+        try:
+            tx_id = (await answered(charger, "StartTransaction", START))["transactionId"]
+            await answered(charger, "MeterValues", meter(1, tx_id))
+
+            proxy.lose_next_commit_answer()
+            await refused_fast(charger, "MeterValues", meter(2, tx_id))
+            stored = await stored_meter_times(pg_url, "CP-LOST")
+            assert any(t.startswith("2026-02-06T14:02:00") for t in stored), stored  # after all
+
+            for minute in (2, 3):  # re-sent, then a new one
+                await answered(charger, "MeterValues", meter(minute, tx_id))
+            await charger.close()
+            await disconnect_recorded(pg_url, "CP-LOST")
+            await assert_consistent(pg_url, {"CP-LOST": [1, 2, 3]})
+        finally:
+            await charger.close()
             proxy.drop_stalled()
