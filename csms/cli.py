@@ -1,4 +1,5 @@
-"""``csms``: run the central system (``serve``) and look after its store (``token``, ``webhooks``).
+"""``csms``: run the central system (``serve``), look after its store (``token``, ``webhooks``),
+forward its events to a receiver being developed (``listen``).
 
 Every failure a user can cause ends in one ``csms: ...`` line on stderr that names the setting
 or the remedy, and a non-zero exit status; never a traceback.
@@ -104,6 +105,20 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     _config_argument(reset)
+
+    listen = sub.add_parser(
+        "listen",
+        help="forward a CSMS's events to a local URL, signed like its webhooks",
+        description=(
+            "Follow GET /api/v1/events/stream of a CSMS (local or remote, over HTTP) and POST"
+            " each event to --forward-to, signed per Standard Webhooks with a secret printed"
+            " at start; one line per event. Resumes after a lost connection without a gap;"
+            " Ctrl-C stops it. For developing a webhook receiver."
+        ),
+    )
+    from csms.listen import add_arguments as listen_arguments
+
+    listen_arguments(listen)
     return parser
 
 
@@ -113,6 +128,10 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "listen":  # a client of a CSMS over HTTP: no settings of its own
+        from csms.listen import run as listen
+
+        return listen(args)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

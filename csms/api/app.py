@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from csms.api import chargers, commands, events, id_tags, transactions
+from csms.api import chargers, commands, events, id_tags, stream, transactions
 from csms.api.common import auth_middleware, error_middleware, ok
 from csms.api.keys import COMMANDS, EVENT_TYPES, FORGET_PASSWORD, HUB, STORE
 from csms.api.query import query_middleware
@@ -54,6 +54,7 @@ def create_app(
     app[FORGET_PASSWORD] = forget_password
     for key, value in (extra_keys or {}).items():
         app[key] = value
+    stream.install(app, hub.store)  # before events.routes: /events/stream is no event id
     for table in (
         health_routes,
         chargers.routes,
