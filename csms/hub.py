@@ -27,7 +27,7 @@ from csms.ids import IdSource
 from csms.protocol import core
 from csms.protocol.core import DomainEvent, Outcome, Reject
 from csms.protocol.evolve import evolve
-from csms.protocol.frames import Call, CallError, CallResult
+from csms.protocol.frames import Call, CallError, CallResult, ErrorCode
 from csms.protocol.state import (
     RECENT_DIGESTS,
     ChargerSnapshot,
@@ -37,7 +37,7 @@ from csms.protocol.state import (
 )
 from csms.protocol.timefmt import format_timestamp
 from storage.records import ChargerRegistration, Delete, Event, UnitOfWork
-from storage.store import Store
+from storage.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,10 @@ RECOVERY_CONCURRENCY = 256  # chargers recovered at once after a restart
 # (doubling up to the last), until it is or the charger connects again.
 DISCONNECT_RETRY_FIRST = 0.5
 DISCONNECT_RETRY_MAX = 5.0
+STORE_AWAY = Reject(
+    error_code=ErrorCode.INTERNAL_ERROR,
+    description="the central system cannot store this message now; send it again later",
+)
 
 
 def utc_now() -> datetime:
@@ -193,7 +197,18 @@ class ChargerHub:
     # -- OCPP -------------------------------------------------------------------------------
 
     async def handle_call(self, charger_id: str, call: Call) -> Any:
-        """Answer a charger's CALL: a reply payload, or a ``Reject`` for a CALLERROR."""
+        """Answer a charger's CALL: a reply payload, or a ``Reject`` for a CALLERROR.
+
+        While the store is away the answer is an ``InternalError``: nothing is acknowledged
+        that is not stored, and the charger keeps the message to send again (OCPP 1.6, 4.8).
+        """
+        try:
+            return await self._handle_call(charger_id, call)
+        except StoreUnavailable as exc:
+            log.warning("%s: %s answered InternalError: %s", charger_id, call.action, exc)
+            return STORE_AWAY
+
+    async def _handle_call(self, charger_id: str, call: Call) -> Any:
         runtime = self.runtime(charger_id)
         snapshot = runtime.snapshot
         if snapshot is None:
