@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -41,22 +42,37 @@ def sample_view(sample: MeterSample) -> dict[str, Any]:
     return {"timestamp": sample.timestamp, "sampledValue": sample.sampled_value}
 
 
-def _int(raw: str, name: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise bad_request(f"{name} must be an integer", "invalid_parameter") from None
+# Transaction ids are positive and fit the stores' 64-bit integer columns; a number past that
+# names no transaction, and must not reach the database (SQLite refuses to bind it: a 500).
+MAX_ID = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _id(raw: str) -> int | None:
+    """A transaction id in range, or None; ASCII digits only (``int`` takes any Unicode digit)."""
+    if _DIGITS.fullmatch(raw) is None:
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_ID else None
 
 
 @routes.get("/api/v1/transactions")
 @accepts("chargerId", "active", *PAGINATION)
 async def list_transactions(request: web.Request) -> web.Response:
     limit, starting_after = pagination(request)
+    after = None
+    if starting_after is not None:
+        after = _id(starting_after)
+        if after is None:
+            raise bad_request(
+                f"startingAfter must be a transaction id, an integer from 1 to {MAX_ID}",
+                "invalid_parameter",
+            )
     result = await request.app[STORE].list_transactions(
         charger_id=request.query.get("chargerId") or None,
         active=query_bool(request, "active"),
         limit=limit,
-        starting_after=_int(starting_after, "startingAfter") if starting_after else None,
+        starting_after=after,
     )
     return page((transaction_view(t) for t in result.items), result.has_more)
 
@@ -65,7 +81,8 @@ async def list_transactions(request: web.Request) -> web.Response:
 async def get_transaction(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     store = request.app[STORE]
-    tx = await store.get_transaction(_int(raw, "id")) if raw.lstrip("-").isdigit() else None
+    tx_id = _id(raw)
+    tx = None if tx_id is None else await store.get_transaction(tx_id)
     if tx is None:
         raise not_found(f"transaction {raw}")
     view = transaction_view(tx)
