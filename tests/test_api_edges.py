@@ -34,3 +34,14 @@ async def test_a_transactions_cursor_that_is_no_transaction_id_is_refused(
 async def test_the_largest_transaction_id_is_a_cursor(api: Api) -> None:
     page = await api.get(f"/api/v1/transactions?startingAfter={2**63 - 1}")
     assert page == {"items": [], "hasMore": False}
+
+
+@pytest.mark.parametrize("raw", ["att_9721272208940001870012221199", "att_x", "42", "att_"])
+async def test_a_deliveries_cursor_that_is_no_attempt_id_is_refused(api: Api, raw: str) -> None:
+    # A 20-digit attempt number reached SQLite: a 500. The others were 400 invalid_field.
+    webhook = await api.post(
+        "/api/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "enabledEvents": ["*"]}
+    )
+    path = f"/api/v1/webhooks/{webhook['id']}/deliveries?startingAfter={raw}"
+    assert await error_code(api, "GET", path, 400) == "invalid_parameter"
+    assert (await api.get(path.replace(raw, "att_12")))["items"] == []

@@ -5,6 +5,7 @@ these handlers only parse, validate shapes and answer in the documented JSON.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -184,10 +185,19 @@ async def rotate_secret(request: web.Request) -> web.Response:
     return ok(endpoint_json(endpoint, secret=True))
 
 
+# An attempt id: att_ and a number that fits the stores' 64-bit ids (a longer one must not
+# reach the database: SQLite refuses to bind it, a 500).
+_ATTEMPT_ID = re.compile(r"att_[0-9]{1,19}")
+
+
 @routes.get("/api/v1/webhooks/{id}/deliveries")
 @accepts("eventId", *PAGINATION)
 async def list_deliveries(request: web.Request) -> web.Response:
     limit, starting_after = pagination(request)
+    if starting_after is not None and (
+        _ATTEMPT_ID.fullmatch(starting_after) is None or int(starting_after[4:]) >= 2**63
+    ):
+        raise bad_request("startingAfter must be an attempt id such as att_42", "invalid_parameter")
     with _service_errors():
         rows, has_more = await _service(request).attempts(
             request.match_info["id"],
