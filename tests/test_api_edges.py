@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import Api, register
 
 
 async def error_code(api: Api, method: str, path: str, status: int, **kwargs: object) -> str:
@@ -45,3 +45,24 @@ async def test_a_deliveries_cursor_that_is_no_attempt_id_is_refused(api: Api, ra
     path = f"/api/v1/webhooks/{webhook['id']}/deliveries?startingAfter={raw}"
     assert await error_code(api, "GET", path, 400) == "invalid_parameter"
     assert (await api.get(path.replace(raw, "att_12")))["items"] == []
+
+
+async def test_a_charger_id_with_braces_is_addressable(api: Api) -> None:
+    # aiohttp's default pattern for {id} refused '{' and '}': registered, then always 404.
+    charger_id = "{bay}-1"
+    await register(api, charger_id, password=None)
+    path = "/api/v1/chargers/" + quote(charger_id, safe="")
+    assert (await api.get(path))["id"] == charger_id
+    _, patched = await api.request("PATCH", path, json_body={"description": "x"}, expect=200)
+    assert patched["data"]["description"] == "x"
+    code = await error_code(api, "POST", path + "/commands/Reset", 409, json_body={"type": "Soft"})
+    assert code == "conflict"  # found, and not connected
+    await api.request("DELETE", path, expect=200)
+
+
+async def test_an_id_tag_with_braces_is_addressable(api: Api) -> None:
+    await api.post("/api/v1/id-tags", {"idTag": "{T}"})
+    path = "/api/v1/id-tags/" + quote("{t}", safe="")  # in any case
+    assert (await api.get(path))["idTag"] == "{T}"
+    await api.request("PATCH", path, json_body={"status": "Blocked"}, expect=200)
+    await api.request("DELETE", path, expect=200)

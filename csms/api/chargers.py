@@ -29,6 +29,9 @@ from csms.server import MAX_ID_LENGTH, valid_charger_id
 from storage.records import ChargerRegistration, ChargerState, Connector
 
 routes = web.RouteTableDef()
+# A charger id may hold any character but '/' (csms.server.valid_charger_id); aiohttp's default
+# pattern for {id} would also refuse '{' and '}', leaving such a charger registered but
+# unaddressable. The same for id tags (id_tags.py) and commands to a charger (commands.py).
 
 _FIELDS = ("id", "password", "description", "registrationPolicy")
 
@@ -173,12 +176,12 @@ async def list_chargers(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/chargers/{id}")
+@routes.get("/api/v1/chargers/{id:[^/]+}")
 async def get_charger(request: web.Request) -> web.Response:
     return ok(await _view(request, request.match_info["id"]))
 
 
-@routes.patch("/api/v1/chargers/{id}")
+@routes.patch("/api/v1/chargers/{id:[^/]+}")
 async def update_charger(request: web.Request) -> web.Response:
     charger_id = request.match_info["id"]
     body = await read_json(request)
@@ -201,7 +204,7 @@ async def update_charger(request: web.Request) -> web.Response:
     return ok(await _view(request, charger_id))
 
 
-@routes.delete("/api/v1/chargers/{id}")
+@routes.delete("/api/v1/chargers/{id:[^/]+}")
 async def delete_charger(request: web.Request) -> web.Response:
     charger_id = request.match_info["id"]
     if await request.app[STORE].get_registration(charger_id) is None:

@@ -67,7 +67,7 @@ def _wait_seconds(request: web.Request) -> float | None:
     return seconds
 
 
-@routes.post("/api/v1/chargers/{id}/commands/{action}")
+@routes.post("/api/v1/chargers/{id:[^/]+}/commands/{action}")
 @accepts("wait", "queue")
 async def send_command(request: web.Request) -> web.Response:
     charger_id = request.match_info["id"]

@@ -101,12 +101,12 @@ async def _existing(request: web.Request) -> IdTag:
     return record
 
 
-@routes.get("/api/v1/id-tags/{idTag}")
+@routes.get("/api/v1/id-tags/{idTag:[^/]+}")
 async def get_id_tag(request: web.Request) -> web.Response:
     return ok(id_tag_view(await _existing(request)))
 
 
-@routes.patch("/api/v1/id-tags/{idTag}")
+@routes.patch("/api/v1/id-tags/{idTag:[^/]+}")
 async def update_id_tag(request: web.Request) -> web.Response:
     body = await read_json(request)
     reject_unknown(body, ("status", "expiryDate", "parentIdTag"))
@@ -117,7 +117,7 @@ async def update_id_tag(request: web.Request) -> web.Response:
     return ok(id_tag_view(updated))
 
 
-@routes.delete("/api/v1/id-tags/{idTag}")
+@routes.delete("/api/v1/id-tags/{idTag:[^/]+}")
 async def delete_id_tag(request: web.Request) -> web.Response:
     record = await _existing(request)
     await request.app[STORE].commit(UnitOfWork().put(Delete("id_tags", record.id_tag)))
