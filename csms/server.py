@@ -76,10 +76,17 @@ def charger_id_from_path(path: str) -> str | None:
     return charger_id if valid_charger_id(charger_id) else None
 
 
+# Dot-segments: URL clients drop them from a path (RFC 3986, 5.2.4), so no URL names them.
+DOT_SEGMENTS = frozenset({".", ".."})
+
+
 def valid_charger_id(charger_id: str) -> bool:
-    """1-48 characters, no '/' and no control characters: what a path segment can carry."""
-    return 1 <= len(charger_id) <= MAX_ID_LENGTH and not any(
-        ord(c) < 0x20 or c in "/\x7f" for c in charger_id
+    """1-48 characters, no '/', no control characters, not '.' or '..': what a path segment
+    can carry."""
+    return (
+        1 <= len(charger_id) <= MAX_ID_LENGTH
+        and charger_id not in DOT_SEGMENTS
+        and not any(ord(c) < 0x20 or c in "/\x7f" for c in charger_id)
     )
 
 

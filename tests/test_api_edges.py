@@ -66,3 +66,15 @@ async def test_an_id_tag_with_braces_is_addressable(api: Api) -> None:
     assert (await api.get(path))["idTag"] == "{T}"
     await api.request("PATCH", path, json_body={"status": "Blocked"}, expect=200)
     await api.request("DELETE", path, expect=200)
+
+
+@pytest.mark.parametrize("dots", [".", ".."])
+async def test_dot_segments_are_no_ids(api: Api, dots: str) -> None:
+    """HTTP clients remove ``.`` and ``..`` from a path: a thing of that id could be made but
+    never read, changed or deleted."""
+    code = await error_code(api, "POST", "/api/v1/chargers", 400, json_body={"id": dots})
+    assert code == "invalid_field"
+    code = await error_code(api, "POST", "/api/v1/id-tags", 400, json_body={"idTag": dots})
+    assert code == "invalid_field"
+    await register(api, dots + "x", password=None)  # only the bare segments are refused
+    await api.post("/api/v1/id-tags", {"idTag": dots + "x"})

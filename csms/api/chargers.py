@@ -130,7 +130,8 @@ async def create_charger(request: web.Request) -> web.Response:
     charger_id = field(body, "id", str, required=True)
     if not valid_charger_id(charger_id):
         raise bad_request(
-            f"id must be 1 to {MAX_ID_LENGTH} characters, without '/' or control characters",
+            f"id must be 1 to {MAX_ID_LENGTH} characters, without '/' or control characters,"
+            " and not . or ..",
             "invalid_field",
         )
     description = field(body, "description", str) or ""

@@ -21,6 +21,7 @@ from csms.api.common import (
 from csms.api.keys import HUB, STORE
 from csms.api.query import PAGINATION, accepts
 from csms.protocol.timefmt import format_timestamp, parse_timestamp
+from csms.server import DOT_SEGMENTS
 from storage.records import Delete, IdTag, UnitOfWork
 
 routes = web.RouteTableDef()
@@ -75,6 +76,8 @@ async def create_id_tag(request: web.Request) -> web.Response:
     body = await read_json(request)
     reject_unknown(body, ("idTag", "status", "expiryDate", "parentIdTag"))
     tag = _tag(field(body, "idTag", str, required=True), "idTag")
+    if tag in DOT_SEGMENTS:
+        raise bad_request("idTag must not be . or .. (no URL can name it)", "invalid_field")
     values = {"status": "Accepted", "expiry_date": None, "parent_id_tag": None, **_fields(body)}
     store = request.app[STORE]
     if await store.get_id_tag(tag) is not None:
