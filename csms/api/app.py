@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from csms.api import chargers, commands, events, id_tags, stream, transactions
+from csms.api import chargers, commands, events, id_tags, openapi, stream, transactions
 from csms.api.common import auth_middleware, error_middleware, ok
 from csms.api.keys import COMMANDS, EVENT_TYPES, FORGET_PASSWORD, HUB, STORE
 from csms.api.query import query_middleware
@@ -62,6 +62,7 @@ def create_app(
         transactions.routes,
         events.routes,
         commands.routes,
+        openapi.routes,
         *extra_routes,
     ):
         app.add_routes(table)

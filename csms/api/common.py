@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PUBLIC_PATHS = frozenset({"/api/v1/health"})
+# No bearer token: monitors, and the API's own description (csms/api/openapi.py).
+PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs"})
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 

@@ -49,6 +49,7 @@ __all__ = [
     "KNOWN_ACTIONS",
     "Violation",
     "is_known",
+    "request_schema",
     "validate_request",
     "validate_response",
 ]
@@ -121,6 +122,14 @@ class Violation:
 def is_known(action: str) -> bool:
     """Whether ``action`` is an OCPP 1.6 action (NotSupported rather than NotImplemented)."""
     return action in KNOWN_ACTIONS
+
+
+def request_schema(action: str) -> dict[str, Any]:
+    """The JSON schema of ``action``'s CALL payload, as shipped (the admin API documents its
+    command bodies with it); a fresh copy each call."""
+    if action not in KNOWN_ACTIONS:
+        raise KeyError(action)
+    return _definition(action)
 
 
 def validate_request(action: str, payload: dict[str, Any]) -> Violation | None:
@@ -196,11 +205,15 @@ def _date_time(text: str) -> bool:
 @cache
 def _compiled(name: str) -> _Schema:
     """Load and compile one schema; cached, so each file is read and compiled once."""
-    definition = json.loads((_SCHEMA_DIR / f"{name}.json").read_text(encoding="utf-8-sig"))
+    definition = _definition(name)
     multiples: list[tuple[_Pattern, Decimal]] = []
     _take_decimal_multiples(definition, (), multiples)
     check = fastjsonschema.compile(definition, formats={"date-time": _date_time}, use_default=False)
     return _Schema(check=check, multiples=tuple(multiples))
+
+
+def _definition(name: str) -> dict[str, Any]:
+    return json.loads((_SCHEMA_DIR / f"{name}.json").read_text(encoding="utf-8-sig"))
 
 
 def _take_decimal_multiples(
