@@ -332,6 +332,8 @@ async def test_cut_connection_keeps_sockets_refuses_calls_and_resumes(
                 await refused_fast(charger, "MeterValues", meter(minute, tx_id))
             status, took = await health(api)
             assert status == 503 and took < HEALTH_BOUND, (status, took)
+            status, body = await api.request("GET", "/api/v1/chargers/CP-OUT")
+            assert status == 503 and body["error"]["code"] == "storage_unavailable", body
 
             proxy.restore()
             await healthy(api)

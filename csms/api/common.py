@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from storage.store import StoreUnavailable
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -85,17 +87,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
+    except StoreUnavailable as exc:
+        # An outage, not a bug: say so, and that the same request may be sent again.
+        log.warning("%s %s: the store is unavailable: %s", request.method, request.path, exc)
+        return error_response(
+            503, "storage_unavailable", "the database is unavailable; try again shortly"
+        )
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; see the server log")
 
 
-def auth_middleware(accepts: Callable[[str], Awaitable[bool]]) -> Any:
+def auth_middleware(
+    accepts: Callable[[str], Awaitable[bool]], public: frozenset[str] = PUBLIC_PATHS
+) -> Any:
     """Require ``Authorization: Bearer <token>`` on every path but the public ones."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
+        if request.path in public:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
