@@ -293,6 +293,39 @@ def prune(*, cutoff: str, max_event_pos: int, batch: int) -> list[Statement]:
     ]
 
 
+# -- batching ---------------------------------------------------------------------------
+
+
+def in_batch_order(writes: list[Statement | Event]) -> list[Statement | Event]:
+    """The delivery engine's writes in an order that keeps their effect and makes long runs
+    of one statement (one ``executemany`` each, instead of a round trip per row).
+
+    Inserts come first, then updates of deliveries and attempts, then updates of endpoints,
+    then deletes. Within inserts and delivery/attempt updates, each statement's rows go
+    together, at the place the statement first appears, keeping their own order: those
+    statements commute (each sets its own columns, or is an insert a later row depends on,
+    such as an event before the delivery that selects its pos). Endpoint updates and
+    deletes keep their exact order.
+    """
+    first: dict[str, int] = {}
+
+    def key(item: tuple[int, Statement | Event]) -> tuple[int, int]:
+        index, write = item
+        if isinstance(write, Event):
+            return 0, first.setdefault("events", index)
+        sql = write.sql
+        verb = sql[:6].upper()
+        if verb == "INSERT":
+            return 0, first.setdefault(sql, index)
+        if verb == "UPDATE":
+            if sql.startswith("UPDATE webhook_endpoints"):
+                return 2, index
+            return 1, first.setdefault(sql, index)
+        return 3, index
+
+    return [write for _, write in sorted(enumerate(writes), key=key)]
+
+
 # -- reads -------------------------------------------------------------------------------
 
 

@@ -31,36 +31,6 @@ log = logging.getLogger(__name__)
 Write = Statement | Event
 
 
-def ordered(writes: list[Write]) -> list[Write]:
-    """The writes in an order that keeps their effect and makes long runs of one statement
-    (one ``executemany`` each, instead of a thread round trip per row).
-
-    Inserts come first, then updates of deliveries and attempts, then updates of endpoints,
-    then deletes. Within inserts and delivery/attempt updates, each statement's rows go
-    together, at the place the statement first appears, keeping their own order: those
-    statements commute (each sets its own columns, or is an insert a later row depends on,
-    such as an event before the delivery that selects its pos). Endpoint updates and
-    deletes keep their exact order.
-    """
-    first: dict[str, int] = {}
-
-    def key(item: tuple[int, Write]) -> tuple[int, int]:
-        index, write = item
-        if isinstance(write, Event):
-            return 0, first.setdefault("events", index)
-        sql = write.sql
-        verb = sql[:6].upper()
-        if verb == "INSERT":
-            return 0, first.setdefault(sql, index)
-        if verb == "UPDATE":
-            if sql.startswith("UPDATE webhook_endpoints"):
-                return 2, index
-            return 1, first.setdefault(sql, index)
-        return 3, index
-
-    return [write for _, write in sorted(enumerate(writes), key=key)]
-
-
 @dataclass(slots=True)
 class _Entry:
     writes: list[Write]
@@ -117,7 +87,9 @@ class Journal:
         while True:
             token = secrets.randbits(62)
             writes = [write for entry in entries for write in entry.writes]
-            unit = UnitOfWork(writes=[*ordered(writes), tables.set_counter(FLUSH_MARK, token)])
+            unit = UnitOfWork(
+                writes=[*tables.in_batch_order(writes), tables.set_counter(FLUSH_MARK, token)]
+            )
             try:
                 await self._store.commit(unit)
             except StoreUnavailable as exc:
