@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from csms.api.app import create_app
+from csms.api.metrics import METRICS_PATH, PENDING_SOURCE
 from csms.api.webhooks import WEBHOOK_SERVICE
 from csms.api.webhooks import routes as webhook_routes
 from csms.catalog import build_catalog
@@ -27,6 +28,7 @@ from csms.config import Settings, WebhookSettings
 from csms.hub import ChargerHub
 from csms.ids import IdSource
 from csms.logs import AccessLogger, access_logger
+from csms.metrics import Metrics
 from csms.protocol.state import CoreSettings
 from csms.server import OcppServer
 from csms.tokens import FIRST_TOKEN_ID, TokenCheck, create_token
@@ -57,6 +59,7 @@ class Csms:
         self.hub: ChargerHub
         self.dispatcher: CommandDispatcher
         self.webhooks: ThreadedWebhookService
+        self.metrics: Metrics
         self.ocpp: OcppServer
         self._runner: web.AppRunner
 
@@ -99,17 +102,22 @@ class Csms:
         stack.push_async_callback(webhooks.close)
         store.add_commit_listener(webhooks.notify)
         hub.wants = webhooks.wants
+        self.metrics = metrics = Metrics()
+        metrics.count_connected(hub.connected_count)
+        store.add_commit_listener(metrics.on_commit)
+        webhooks.add_commit_listener(metrics.on_other_commit)
+        webhooks.add_attempt_observer(metrics.delivery)
         recovered = await hub.recover_after_restart()
         if recovered:
             log.info("%d chargers were left connected by the last run", recovered)
         self.dispatcher = dispatcher = CommandDispatcher(
-            hub, call_timeout=settings.ocpp.call_timeout
+            hub, call_timeout=settings.ocpp.call_timeout, on_status=metrics.command
         )
         stack.push_async_callback(dispatcher.close)
         resumed = await dispatcher.resume()
         if resumed:
             log.info("%d queued commands wait for their chargers", resumed)
-        self.ocpp = ocpp = OcppServer(hub, settings.ocpp)
+        self.ocpp = ocpp = OcppServer(hub, settings.ocpp, metrics)
         app = create_app(
             hub=hub,
             dispatcher=dispatcher,
@@ -117,7 +125,9 @@ class Csms:
             event_types=lambda: _event_types(catalog),
             forget_password=ocpp.forget_password,
             extra_routes=[webhook_routes],
-            extra_keys={WEBHOOK_SERVICE: webhooks},
+            extra_keys={WEBHOOK_SERVICE: webhooks, PENDING_SOURCE: webhooks.pending_snapshot},
+            public_paths=[METRICS_PATH] if settings.metrics.public else [],
+            metrics_registry=metrics,
         )
         runner = web.AppRunner(
             app,

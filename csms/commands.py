@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,9 +63,17 @@ class _ConnectionLost(Exception):
 
 
 class CommandDispatcher:
-    def __init__(self, hub: ChargerHub, *, call_timeout: float) -> None:
+    def __init__(
+        self,
+        hub: ChargerHub,
+        *,
+        call_timeout: float,
+        on_status: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.hub = hub
         self.call_timeout = call_timeout
+        # (action, status) each time a command is stored with a status: for metrics
+        self._on_status = on_status
         self._queues: dict[str, _Queue] = {}
         self._done: dict[str, asyncio.Future[Command]] = {}  # for ?wait=
         self._tasks: set[asyncio.Task[Command]] = set()  # cancellations being recorded
@@ -106,6 +115,8 @@ class CommandDispatcher:
             return logic.request(snap, command)
 
         await self.hub.apply(charger_id, step)
+        if self._on_status is not None:
+            self._on_status(action, command.status)
         self._done[command.id] = asyncio.get_running_loop().create_future()
         self._enqueue(command)
         return command
@@ -293,6 +304,8 @@ class CommandDispatcher:
             lambda snap: logic.complete(snap, command, now=now, response=response, error=error),
         )
         final = next(w for w in outcome.writes if isinstance(w, Command))
+        if self._on_status is not None:
+            self._on_status(final.action, final.status)
         future = self._done.pop(command.id, None)
         if future is not None and not future.done():
             future.set_result(final)

@@ -125,6 +125,11 @@ class WebhookSettings(_Section):
     secret_key_file: str = ""
 
 
+class MetricsSettings(_Section):
+    # GET /metrics without the bearer token (for a Prometheus on a trusted network)
+    public: bool = False
+
+
 _DEFAULT_RETRY_SCHEDULE = ["5s", "30s", "2m", "10m", "30m", "1h", "2h", "4h", "8h"]
 
 
@@ -138,6 +143,7 @@ class Settings(BaseModel):
     storage: StorageSettings = StorageSettings()
     log: LogSettings = LogSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _key_file_for_a_server_database(self) -> Settings:

@@ -22,6 +22,7 @@ import http
 import logging
 import ssl
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -34,6 +35,7 @@ from websockets.http11 import Request, Response
 from csms.config import OcppSettings
 from csms.hub import ChargerHub
 from csms.logs import set_log_context
+from csms.metrics import OK, Metrics
 from csms.passwords import VerifiedCache, verify_password
 from csms.protocol.core import Reject
 from csms.protocol.frames import (
@@ -106,9 +108,12 @@ def basic_credentials(headers: Headers) -> tuple[str, str] | None:
 
 
 class OcppServer:
-    def __init__(self, hub: ChargerHub, settings: OcppSettings) -> None:
+    def __init__(
+        self, hub: ChargerHub, settings: OcppSettings, metrics: Metrics | None = None
+    ) -> None:
         self.hub = hub
         self.settings = settings
+        self.metrics = metrics
         self._verified = VerifiedCache()
         self._server: Server | None = None
 
@@ -263,6 +268,7 @@ class OcppServer:
             )
 
     async def _on_message(self, session: _Session, message: str | bytes) -> None:
+        received = perf_counter()
         frame = parse_frame(message)
         if isinstance(frame, Call):
             try:
@@ -279,8 +285,12 @@ class OcppServer:
                         frame.unique_id, reply.error_code, reply.description, reply.details
                     )
                 )
+                result: str = reply.error_code
             else:
                 await session.send(encode_call_result(frame.unique_id, reply))
+                result = OK
+            if self.metrics is not None:
+                self.metrics.ocpp_call(frame.action, result, perf_counter() - received)
         elif isinstance(frame, FrameError):
             log.warning(
                 "%s: bad frame (%s: %s): %.200r",
@@ -299,6 +309,8 @@ class OcppServer:
                 await self.hub.trace(session.charger_id, frames)
             if answer is not None:
                 await session.send(answer)
+            if self.metrics is not None:
+                self.metrics.bad_frame(frame.error_code)
         elif isinstance(frame, CallResult | CallError):
             if self.hub.tracing:
                 await self.hub.trace(session.charger_id, [("in", _readable(message))])

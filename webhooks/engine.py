@@ -121,6 +121,8 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._posts: set[asyncio.Task[None]] = set()
         self._observers: list[Callable[[Dispatch, AttemptResult, Decision], None]] = []
+        # (event id, 2xx?, answered at): per attempt posted, for metrics of delivery latency
+        self._attempt_observers: list[Callable[[str, bool, float], None]] = []
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -611,12 +613,44 @@ class Engine:
                 writes.append(tables.set_failing_since(endpoint.id, decision.failing_since))
         self._append(writes)
         self.wake()
+        if sent is not None:
+            for attempt_observer in self._attempt_observers:
+                attempt_observer(sent[0][0], result.succeeded, now)
         for observer in self._observers:
             observer(d, result, decision)
 
     def add_observer(self, observer: Callable[[Dispatch, AttemptResult, Decision], None]) -> None:
         """Called after each recorded answer (metrics, and tests waiting on conditions)."""
         self._observers.append(observer)
+
+    def add_attempt_observer(self, observer: Callable[[str, bool, float], None]) -> None:
+        """Called on this engine's loop after each attempt posted, with the event id (its
+        clock tells when the event was stored), whether the answer was a 2xx, and the wall
+        clock then: what a metric of delivery latency needs, without importing the CSMS."""
+        self._attempt_observers.append(observer)
+
+    def pending_snapshot(self) -> dict[str, tuple[int, int | None]]:
+        """Per endpoint: deliveries pending (in flight included) and the smallest event pos
+        among them (the oldest event waiting), or None. Run it on this engine's loop: it reads
+        the scheduler's queues, which only that loop changes."""
+        scheduler = self.scheduler
+        out: dict[str, tuple[int, int | None]] = {}
+        for endpoint_id in self.endpoints:
+            state = scheduler._endpoints.get(endpoint_id)
+            count, oldest = 0, None
+            for key in state.streams if state is not None else ():
+                queue = scheduler._streams[key].queue
+                if queue:
+                    count += len(queue)
+                    head = queue[0].event_pos
+                    oldest = head if oldest is None else min(oldest, head)
+            out[endpoint_id] = (count, oldest)
+        return out
+
+    async def event_ids_at(self, positions: list[int]) -> dict[int, str]:
+        """pos -> event id, from the body cache or the store (for the pending snapshot)."""
+        found = await self._bodies.fetch(positions)
+        return {pos: body[0] for pos, body in found.items()}
 
     def _disable(
         self, endpoint: Endpoint, reason: str, decision: Decision, now: float

@@ -111,6 +111,33 @@ class ThreadedWebhookService:
     def wants(self, event_type: str) -> bool:
         return self.service.wants(event_type)
 
+    # -- what metrics read ----------------------------------------------------------------
+
+    def add_commit_listener(self, listener: Callable[[Sequence[Event], int], None]) -> None:
+        """Listen to the service's own store too (the events it writes, webhook.disabled);
+        the listener runs on the service's thread."""
+        self._store.add_commit_listener(listener)
+
+    def add_attempt_observer(self, observer: Callable[[str, bool, float], None]) -> None:
+        """``Engine.add_attempt_observer``; the observer runs on the service's thread."""
+        self.service.engine.add_attempt_observer(observer)
+
+    async def pending_snapshot(self) -> dict[str, tuple[int, str | None]]:
+        """Per endpoint: deliveries pending and the id of the oldest event among them,
+        computed on the service's loop (its queues change only there)."""
+        engine = self.service.engine
+
+        async def snapshot() -> dict[str, tuple[int, str | None]]:
+            counts = engine.pending_snapshot()
+            oldest = [pos for _, pos in counts.values() if pos is not None]
+            ids = await engine.event_ids_at(oldest) if oldest else {}
+            return {
+                endpoint_id: (count, None if pos is None else ids.get(pos))
+                for endpoint_id, (count, pos) in counts.items()
+            }
+
+        return await _await_in(self._loop, snapshot())
+
     # -- what the admin API calls ---------------------------------------------------------
 
     def list_endpoints(self) -> list[Endpoint]:

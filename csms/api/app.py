@@ -7,12 +7,22 @@ from typing import Any
 
 from aiohttp import web
 
-from csms.api import chargers, commands, events, id_tags, openapi, stream, transactions
-from csms.api.common import auth_middleware, error_middleware, ok
-from csms.api.keys import COMMANDS, EVENT_TYPES, FORGET_PASSWORD, HUB, STORE
+from csms.api import (
+    chargers,
+    commands,
+    events,
+    id_tags,
+    metrics,
+    openapi,
+    stream,
+    transactions,
+)
+from csms.api.common import PUBLIC_PATHS, auth_middleware, error_middleware, ok
+from csms.api.keys import COMMANDS, EVENT_TYPES, FORGET_PASSWORD, HUB, PUBLIC, STORE
 from csms.api.query import query_middleware
 from csms.commands import CommandDispatcher
 from csms.hub import ChargerHub
+from csms.metrics import Metrics
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -41,12 +51,18 @@ def create_app(
     forget_password: Callable[[str], None],
     extra_routes: Iterable[web.RouteTableDef] = (),
     extra_keys: dict[web.AppKey[Any], Any] | None = None,
+    public_paths: Iterable[str] = (),
+    metrics_registry: Metrics | None = None,
 ) -> web.Application:
+    """``public_paths``: more paths answered without a token (``/metrics`` when public)."""
+    public = PUBLIC_PATHS | frozenset(public_paths)
     app = web.Application(
         # The query check after auth: an unauthenticated caller learns nothing of the routes.
-        middlewares=[error_middleware, auth_middleware(token_check), query_middleware],
+        middlewares=[error_middleware, auth_middleware(token_check, public), query_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
+    app[PUBLIC] = public
+    app[metrics.METRICS] = metrics_registry if metrics_registry is not None else Metrics()
     app[HUB] = hub
     app[STORE] = hub.store
     app[COMMANDS] = dispatcher
@@ -63,6 +79,7 @@ def create_app(
         events.routes,
         commands.routes,
         openapi.routes,
+        metrics.routes,
         *extra_routes,
     ):
         app.add_routes(table)

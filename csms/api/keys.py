@@ -18,3 +18,6 @@ EVENT_TYPES = web.AppKey("event_types", Callable[[], list[dict[str, Any]]])
 # Called when a charger's password changes, so cached verifications are dropped.
 FORGET_PASSWORD = web.AppKey("forget_password", Callable[[str], None])
 COMMANDS = web.AppKey("commands", CommandDispatcher)
+# The paths answered without a bearer token: PUBLIC_PATHS and those the settings add
+# (/metrics with [metrics] public); the OpenAPI document reads the same set.
+PUBLIC = web.AppKey("public_paths", frozenset)

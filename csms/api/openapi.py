@@ -21,9 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from csms.api import chargers, commands, events, id_tags, stream, transactions, webhooks
+from csms.api import chargers, commands, events, id_tags, metrics, stream, transactions, webhooks
 from csms.api.apidoc import Op, Parameter, carried
 from csms.api.common import PUBLIC_PATHS
+from csms.api.keys import PUBLIC
 from csms.api.openapi_schemas import (
     ACTIONS,
     CHARGER_ID,
@@ -55,6 +56,7 @@ _TAGS = {
     "commands": "commands",
     "webhooks": "webhooks",
     "openapi": "reference",
+    "metrics": "metrics",
 }
 
 routes = web.RouteTableDef()
@@ -94,6 +96,14 @@ def operations() -> dict[Callable[..., Any], Op]:
         reference_page: Op(
             summary="This document as an HTML reference page",
             raw={"text/html": {"type": "string"}},
+        ),
+        metrics.metrics: Op(
+            summary="Prometheus metrics",
+            description="The Prometheus text exposition format (version 0.0.4) of the"
+            " chargers connected, OCPP calls, events stored, webhook deliveries and queues,"
+            " and commands; no label carries a charger id. Needs the bearer token unless"
+            " [metrics] public = true (then it is public: no security).",
+            raw={"text/plain": {"type": "string"}},
         ),
         chargers.create_charger: Op(
             summary="Register a charger",
@@ -356,6 +366,7 @@ _ERRORS: dict[int, str] = {
 def document(app: web.Application) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route ``app`` serves."""
     declared = operations()
+    public = app.get(PUBLIC, PUBLIC_PATHS)  # what the auth middleware lets through
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
         if route.method in _IMPLIED_METHODS or route.resource is None:
@@ -363,9 +374,9 @@ def document(app: web.Application) -> dict[str, Any]:
         template = route.resource.canonical
         op = declared.get(route.handler) or carried(route.handler)
         if op is None:
-            found = [_undocumented(route.method, template, route.handler)]
+            found = [_undocumented(route.method, template, route.handler, public)]
         else:
-            found = _operations_of(route.method, template, route.handler, op)
+            found = _operations_of(route.method, template, route.handler, op, public)
         for path, operation in found:
             paths.setdefault(path, {})[route.method.lower()] = operation
     _check_links(paths)
@@ -424,7 +435,7 @@ def _check_links(paths: dict[str, dict[str, Any]]) -> None:
 
 
 def _operations_of(
-    method: str, template: str, handler: Callable[..., Any], op: Op
+    method: str, template: str, handler: Callable[..., Any], op: Op, public: frozenset[str]
 ) -> list[tuple[str, dict[str, Any]]]:
     names = _PATH_PARAMETER.findall(template)
     expanded = {"action"} if op.per_action else set()
@@ -440,11 +451,11 @@ def _operations_of(
     ]
     parameters += _query_parameters(method, template, handler, op)
     parameters += [_parameter(name, "header", found) for name, found in op.headers.items()]
-    base = _base(path, handler, op.summary, parameters)
+    base = _base(path, handler, op.summary, parameters, public)
     if op.description:
         base["description"] = op.description
     errors = {400, 500, *op.errors}
-    if path not in PUBLIC_PATHS:
+    if path not in public:
         errors.add(401)
     if names:
         errors.add(404)
@@ -467,7 +478,9 @@ def _operations_of(
     return out
 
 
-def _undocumented(method: str, template: str, handler: Callable[..., Any]) -> tuple[str, Any]:
+def _undocumented(
+    method: str, template: str, handler: Callable[..., Any], public: frozenset[str]
+) -> tuple[str, Any]:
     """A route nobody described: listed with what the router and ``@accepts`` tell."""
     path = _plain(template)
     parameters = [
@@ -478,14 +491,18 @@ def _undocumented(method: str, template: str, handler: Callable[..., Any]) -> tu
         _parameter(name, "query", QUERY.get(name, (STRING, "")))
         for name in sorted(accepted(handler), key=_query_order)
     ]
-    operation = _base(path, handler, f"{method} {path} (undocumented)", parameters)
+    operation = _base(path, handler, f"{method} {path} (undocumented)", parameters, public)
     operation["x-undocumented"] = True
     operation["responses"] = {"default": {"description": "not documented"}}
     return path, operation
 
 
 def _base(
-    path: str, handler: Callable[..., Any], summary: str, parameters: list[dict[str, Any]]
+    path: str,
+    handler: Callable[..., Any],
+    summary: str,
+    parameters: list[dict[str, Any]],
+    public: frozenset[str],
 ) -> dict[str, Any]:
     base: dict[str, Any] = {
         "tags": [_TAGS.get(handler.__module__.rsplit(".", 1)[-1], handler.__module__)],
@@ -493,7 +510,7 @@ def _base(
         "operationId": _camel(handler.__name__),
         "parameters": parameters,
     }
-    if path in PUBLIC_PATHS:
+    if path in public:
         base["security"] = []
     return base
 
