@@ -536,7 +536,12 @@ class Engine:
                 endpoint, event_id=event_id, body=body, timestamp=int(self.clock())
             )
         except Exception as exc:  # a bug of ours must not wedge the stream
-            log.exception("posting %s to %s failed", event_id, endpoint.id)
+            log.exception(
+                "posting %s to %s failed",
+                event_id,
+                endpoint.id,
+                extra={"webhookId": endpoint.id, "eventId": event_id},
+            )
             result = AttemptResult(status_code=None, latency_ms=0, error=f"internal: {exc}")
         self._finish(d, result, (found, started))
 
@@ -656,7 +661,12 @@ class Engine:
         self, endpoint: Endpoint, reason: str, decision: Decision, now: float
     ) -> list[Write]:
         failing_since = decision.failing_since
-        log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+        log.warning(
+            "webhook endpoint %s disabled: %s",
+            endpoint.id,
+            reason,
+            extra={"webhookId": endpoint.id},
+        )
         self.version += 1
         self.endpoints[endpoint.id] = dataclasses.replace(
             endpoint,
