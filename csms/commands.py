@@ -56,6 +56,9 @@ class _Queue:
     # Commands whose cancellation is being recorded, by id: they stay in ``commands`` until
     # it is durable (and stay queued if it fails), and nothing sends or fails them meanwhile.
     cancelling: dict[str, asyncio.Event] = field(default_factory=dict)
+    # Held while the failures of commands taken off the queue are being recorded: nothing
+    # received after them goes out before their outcomes are durable (API order).
+    failing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class _ConnectionLost(Exception):
@@ -216,6 +219,8 @@ class CommandDispatcher:
                 # Gone once its cancellation is recorded; still first if that failed.
                 await cancelling.wait()
                 continue
+            async with queue.failing:
+                pass  # what was received before this command and failed is recorded first
             snapshot = self.hub.live_snapshot(charger_id)
             reason = logic.refusal(snapshot, command.action) if snapshot else None
             if reason is not None:
@@ -323,8 +328,11 @@ class CommandDispatcher:
         stays = {keep, *queue.cancelling}
         failed = [c for c in queue.commands if not c.deferred and c.id not in stays]
         queue.commands = deque(c for c in queue.commands if c.deferred or c.id in stays)
-        for command in failed:
-            await self._finish(command, error={"code": "ChargerOffline", "message": message})
+        if not failed:
+            return
+        error = {"code": "ChargerOffline", "message": message}
+        async with queue.failing:  # together: one group commit, not one commit each
+            await asyncio.gather(*(self._finish(c, error=error) for c in failed))
 
     # -- charger side ---------------------------------------------------------------------
 
