@@ -37,7 +37,7 @@ import asyncpg
 
 from storage import pg_migrations
 from storage import sqlite_rows as codec
-from storage.records import UnitOfWork
+from storage.records import MeterSample, TransactionProgress, UnitOfWork
 from storage.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,11 @@ T = TypeVar("T")
 
 _BUMP_EVENTS_POS = (
     "UPDATE store_counters SET value = value + $1 WHERE name = 'events_pos' RETURNING value"
+)
+# The counter bump as the first part of a merged statement (below): $1 is the number of events.
+_BUMP_PART = (
+    "bump AS (UPDATE store_counters SET value = value + $1 WHERE name = 'events_pos'"
+    " RETURNING value - $1 + 1 AS first)"
 )
 POOL_SIZE = 8  # readers: the API and the engine's loads; writes have their own connection
 
@@ -69,6 +74,46 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 @dataclass(frozen=True, slots=True)
+class _Merged:
+    """A statement of ``storage/`` written for all its rows of a batch at once, as one part of
+    a ``WITH``: the rows go as column arrays (``{0}`` in ``sql``), unpacked by ``unnest``."""
+
+    table: str  # the one table it touches
+    sql: str
+    types: tuple[str, ...]  # of the row's parameters, in order
+    last_by: int | None = None  # an UPDATE keyed by this parameter: the last row of a key wins
+
+
+# What each MeterValues writes (its event, its samples, the transaction's running reading):
+# under load every await of a transaction is a round trip *and* a wait for the event loop's
+# turn (tens of ms while the chargers' messages queue), so these go as one statement, with the
+# events_pos bump, instead of one round trip each.
+_MERGED: dict[str, _Merged] = {
+    codec.EVENT_INSERT: _Merged(
+        "events",
+        "INSERT INTO events (pos, id, type, charger_id, sequence, timestamp, data)"
+        " SELECT bump.first + r.n - 1, r.c1, r.c2, r.c3, r.c4, r.c5, r.c6"
+        " FROM bump, unnest({0}) WITH ORDINALITY AS r(c1, c2, c3, c4, c5, c6, n)",
+        ("text", "text", "text", "bigint", "text", "text"),
+    ),
+    codec._SQL[MeterSample]: _Merged(
+        "meter_values",
+        "INSERT INTO meter_values (charger_id, connector_id, transaction_id, timestamp, digest,"
+        " sampled_value) SELECT * FROM unnest({0})",
+        ("text", "bigint", "bigint", "text", "text", "text"),
+    ),
+    codec._SQL[TransactionProgress]: _Merged(
+        "transactions",
+        "UPDATE transactions AS t SET last_meter = r.c1, energy_wh = r.c2, updated_at = r.c3"
+        " FROM unnest({0}) AS r(c1, c2, c3, c4) WHERE t.id = r.c4",
+        ("text", "float8", "text", "bigint"),
+        last_by=3,
+    ),
+}
+_MENTIONS = {m.table: re.compile(rf"\b{m.table}\b", re.IGNORECASE) for m in _MERGED.values()}
+
+
+@dataclass(frozen=True, slots=True)
 class Backend:
     """A server process, named by its start too, so that a reused pid is never taken for it."""
 
@@ -78,6 +123,9 @@ class Backend:
 
 class PostgresStore(Store):
     """Storage on one PostgreSQL database. Open with ``await PostgresStore.open(url)``."""
+
+    # The writer whose next transaction is already open: BEGIN went with the last COMMIT.
+    _begun: asyncpg.Connection | None = None
 
     def __init__(
         self,
@@ -169,12 +217,24 @@ class PostgresStore(Store):
     async def _write(
         self, writer: asyncpg.Connection, statements: list[tuple[str, list[tuple[Any, ...]]]]
     ) -> int:
+        # Each await here is a round trip that also waits for the event loop's turn, which
+        # under load is long: the fewer, the sooner the batch is durable. A batch of
+        # MeterValues is two: the merged statement, and COMMIT (with the next BEGIN).
+        begun, self._begun = self._begun is writer, None
+        if not begun:
+            await writer.execute("BEGIN")
+        merged, args, with_events, statements = _merge(statements)
         count = sum(len(rows) for sql, rows in statements if sql == codec.EVENT_INSERT)
         first = 0
-        await writer.execute("BEGIN")
-        if count:
+        if count:  # events left out of the merged statement: the counter is still first
             last = await writer.fetchval(_BUMP_EVENTS_POS, count)
             first = last - count + 1
+        if merged is not None:
+            answer = await writer.fetchval(merged, *args)
+            if with_events:
+                if answer is None:
+                    raise RuntimeError("store_counters has no events_pos row")
+                first = answer
         pos = first
         for sql, rows in statements:
             if sql == codec.EVENT_INSERT:
@@ -182,7 +242,13 @@ class PostgresStore(Store):
                 rows = [(p, *r) for p, r in enumerate(rows, pos)]
                 pos += len(rows)
             await writer.executemany(self._native(sql), rows)
-        await writer.execute("COMMIT")
+        if self._pending:
+            # Units wait for the next batch, which starts at once: its BEGIN goes with this
+            # COMMIT (one query, run in order: the COMMIT is durable before BEGIN runs).
+            await writer.execute("COMMIT; BEGIN")
+            self._begun = writer
+        else:
+            await writer.execute("COMMIT")
         return first
 
     async def _rolled_back(self, writer: asyncpg.Connection) -> bool:
@@ -311,6 +377,50 @@ class PostgresStore(Store):
         if native is None:
             native = self._sql[sql] = to_dollar_params(sql)
         return native
+
+
+def _merge(
+    statements: list[tuple[str, list[tuple[Any, ...]]]],
+) -> tuple[str | None, list[Any], bool, list[tuple[str, list[tuple[Any, ...]]]]]:
+    """The statements of ``_MERGED`` in the batch as one (run first), its arguments, whether
+    it writes events (then it bumps the counter and answers the first pos), and the rest.
+
+    One goes in only if it is the batch's only statement on its table, so that running it
+    first (and in one snapshot with the others merged) changes nothing; the events first
+    also keeps the counter the first lock a transaction takes.
+    """
+    found = [sql for sql, _ in statements if sql in _MERGED]
+    if not found:
+        return None, [], False, statements
+    eligible = {
+        sql
+        for sql in found
+        if found.count(sql) == 1
+        and not any(
+            other != sql and _MENTIONS[_MERGED[sql].table].search(other) for other, _ in statements
+        )
+    }
+    if not eligible:
+        return None, [], False, statements
+    by_sql = dict(statements)
+    with_events = codec.EVENT_INSERT in eligible
+    parts: list[str] = []
+    args: list[Any] = []
+    if with_events:
+        parts.append(_BUMP_PART)
+        args.append(len(by_sql[codec.EVENT_INSERT]))
+    for sql, form in _MERGED.items():  # a fixed order: one prepared text per combination
+        if sql not in eligible:
+            continue
+        rows = by_sql[sql]
+        if form.last_by is not None:
+            rows = list({row[form.last_by]: row for row in rows}.values())
+        arrays = ", ".join(f"${len(args) + i}::{t}[]" for i, t in enumerate(form.types, start=1))
+        parts.append(f"write_{form.table} AS ({form.sql.format(arrays)})")
+        args.extend(list(column) for column in zip(*rows, strict=True))
+    select = "SELECT first FROM bump" if with_events else "SELECT 0"
+    rest = [(sql, rows) for sql, rows in statements if sql not in eligible]
+    return f"WITH {', '.join(parts)} {select}", args, with_events, rest
 
 
 async def _connect_writer(url: str) -> tuple[asyncpg.Connection, Backend]:
