@@ -1,12 +1,18 @@
 """``python -m benchmarks [--quick] [--only ingest,latency,backlog,connections] [--runs 3]
-[--out DIR]``: run the measurements, print one JSON line per measurement and a Markdown table
-of the medians, and write both to ``DIR`` (``benchmarks/results/`` by default)."""
+[--out DIR] [--variants baseline,chargehook-store,chargehook-webhooks,chargehook-postgres]``:
+run the measurements, print one JSON line per measurement and a Markdown table of the
+medians, and write both to ``DIR`` (``benchmarks/results/`` by default).
+
+``chargehook-postgres`` runs on the PostgreSQL server of ``BENCH_POSTGRES_URL`` (default
+postgresql://postgres@127.0.0.1:5432/postgres) in a database of its own, made and dropped
+by the measurement; it is skipped (and says so) when no server answers."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -20,7 +26,7 @@ from benchmarks import report, sections
 from benchmarks.procs import LOAD_CPU, pinning
 
 SECTIONS = ("ingest", "latency", "backlog", "connections")
-VARIANTS = ("baseline", "chargehook-store", "chargehook-webhooks")
+VARIANTS = ("baseline", "chargehook-store", "chargehook-webhooks", "chargehook-postgres")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -32,7 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_OUT), help="directory for the JSON and table")
     p.add_argument("--report", metavar="JSONL", help="only print the table of an earlier run")
     p.add_argument(
-        "--variants", default=",".join(VARIANTS), help="ingest variants (comma-separated)"
+        "--chargers",
+        metavar="N[,N]",
+        help="ingest sizes, comma-separated (default 100,1000; 50 with --quick)",
+    )
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"ingest variants, comma-separated, run in this order (default {','.join(VARIANTS)})",
     )
     return p
 
@@ -101,6 +114,15 @@ async def run(args: argparse.Namespace) -> int:
         print("--runs must be 1..20", file=sys.stderr)
         return 2
     scale = sections.QUICK if args.quick else sections.FULL
+    if args.chargers:
+        try:
+            sizes = tuple(int(x) for x in args.chargers.split(",") if x.strip())
+        except ValueError:
+            sizes = ()
+        if not sizes or not all(1 <= x <= 20_000 for x in sizes):
+            print("--chargers must be numbers 1..20000, comma-separated", file=sys.stderr)
+            return 2
+        scale = dataclasses.replace(scale, ingest_chargers=sizes)
     out = _out_dir(args.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     jsonl = out / f"bench-{stamp}.jsonl"

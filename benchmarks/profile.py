@@ -1,7 +1,8 @@
 """Profile a server under the ingest load: ``python -m benchmarks.profile``.
 
-Starts the server pinned to CPU 0 (``chargehook-store``, ``chargehook-webhooks`` or
-``baseline``), drives it with the benchmark's closed-loop MeterValues load on CPU 1, and
+Starts the server pinned to CPU 0 (``chargehook-store``, ``chargehook-webhooks``,
+``chargehook-postgres`` (on a database of its own, see ``benchmarks/pg.py``) or ``baseline``),
+drives it with the benchmark's closed-loop MeterValues load on CPU 1, and
 samples it with ``py-spy record --format raw`` (py-spy on CPU 1 too, so it takes no time from
 the server). Prints the functions with the largest share of the server's CPU samples, by self
 time and inclusive, and keeps the raw collapsed stacks (flame-graph input) in ``--out``.
@@ -23,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks import sections
+from benchmarks import pg, sections
 from benchmarks.procs import LOAD_CPU, ProcGroup, pinning, sample, usage
 
 _LINE = re.compile(r"^(.*) (\d+)$")
@@ -85,15 +86,33 @@ async def record(
     raw_path: Path,
     rate: int,
     offered: float | None = None,
-) -> tuple[dict[str, Any], dict[str, float]]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the load and py-spy; the load's result and the server's CPU and RSS meanwhile."""
+    if variant == "chargehook-postgres":
+        async with pg.database() as db:
+            return await _record(spy, variant, chargers, seconds, raw_path, rate, offered, db)
+    return await _record(spy, variant, chargers, seconds, raw_path, rate, offered, None)
+
+
+async def _record(
+    spy: str,
+    variant: str,
+    chargers: int,
+    seconds: float,
+    raw_path: Path,
+    rate: int,
+    offered: float | None,
+    db: pg.Database | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     with sections._workdir() as workdir:
         async with ProcGroup() as group:
             receiver = None
             if variant == "baseline":
                 server = await sections.start_baseline(group, workdir)
             else:
-                server = await sections.start_chargehook(group, workdir)
+                server = await sections.start_chargehook(
+                    group, workdir, storage_url=db.url if db is not None else None
+                )
             if variant == "chargehook-webhooks":
                 assert server.api_port is not None
                 receiver, port = await sections.start_receiver(group, workdir)
@@ -117,6 +136,7 @@ async def record(
             )
             await load.wait_line(r'"mark": "start"', 180)
             s0 = sample(server.proc.pid)
+            p0 = pg.cpu(db) if db is not None else None
             spy_proc = await group.spawn(
                 "py-spy",
                 [
@@ -140,10 +160,14 @@ async def record(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(spy_proc.process.wait(), seconds + 30)
             s1 = sample(server.proc.pid)
+            p1 = pg.cpu(db) if db is not None else None
             m = await load.wait_line(r'^\{"result": ', seconds + 120)
             result = json.loads(m.string)["result"]
             del receiver
-    return result, usage(s0, s1)
+    server: dict[str, Any] = dict(usage(s0, s1))
+    if p0 is not None and p1 is not None:
+        server["postgres"] = pg.cpu_usage(p0, p1, s1.at - s0.at)
+    return result, server
 
 
 def report(
@@ -152,7 +176,7 @@ def report(
     seconds: float,
     raw_path: Path,
     result: dict[str, Any],
-    server: dict[str, float],
+    server: dict[str, Any],
 ) -> int:
     if not raw_path.exists():
         print("py-spy wrote nothing (run with BENCH_KEEP=1 to see its stderr)", file=sys.stderr)
@@ -189,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--variant",
         default="chargehook-store",
-        choices=["baseline", "chargehook-store", "chargehook-webhooks"],
+        choices=["baseline", "chargehook-store", "chargehook-webhooks", "chargehook-postgres"],
     )
     p.add_argument("--chargers", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=15.0)
@@ -211,9 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     raw_path = out / f"profile-{args.variant}-{args.chargers}-{stamp}.txt"
-    result, server = asyncio.run(
-        record(spy, args.variant, args.chargers, args.seconds, raw_path, args.rate, args.offered)
-    )
+    try:
+        result, server = asyncio.run(
+            record(
+                spy, args.variant, args.chargers, args.seconds, raw_path, args.rate, args.offered
+            )
+        )
+    except pg.Unavailable as exc:
+        print(exc, file=sys.stderr)
+        return 2
     return report(args.variant, args.chargers, args.seconds, raw_path, result, server)
 
 

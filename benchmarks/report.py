@@ -60,6 +60,50 @@ def summarise(records: list[Record]) -> dict[str, Any]:
     return {"groups": groups, "notes": sorted(set(notes))}
 
 
+INGEST_ORDER = ("baseline", "chargehook-store", "chargehook-webhooks", "chargehook-postgres")
+
+
+def _order(variant: str) -> int:
+    return INGEST_ORDER.index(variant) if variant in INGEST_ORDER else len(INGEST_ORDER)
+
+
+def postgres_table(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]:
+    """The CPU split of the PostgreSQL ingest variant: the node (pinned) and the database
+    server (unpinned), per call and in % of one core."""
+    keys = sorted(k for k in groups if k[0] == "ingest" and k[1] == "chargehook-postgres")
+    if not keys:
+        return []
+    out = [
+        "#### Ingest on PostgreSQL: where the CPU goes",
+        "",
+        "| N | calls/s | x baseline | node CPU us/call | postgres CPU us/call | node+postgres"
+        " us/call | node CPU % | postgres CPU % (one core = 100) | of it our backends %"
+        " | other procs % (both CPUs, besides postgres) |",
+        "| ---: |" + " ---: |" * 9,
+    ]
+    for key in keys:
+        rs = _ok(groups[key])
+        if not rs:
+            out.append(f"| {key[2]} | (no result: see notes) |" + " |" * 8)
+            continue
+        base = _ok(groups.get(("ingest", "baseline", key[2]), []))
+        cps = median(rs, "callsPerSecond")
+        base_cps = median(base, "callsPerSecond") if base else None
+        pg_s, ours_s = median(rs, "postgres.cpuS"), median(rs, "postgres.oursS")
+        out.append(
+            f"| {key[2]} | {_fmt(cps, 0)}"
+            f" | {f'{cps / base_cps:.2f}x' if base_cps else '-'}"
+            f" | {_fmt(median(rs, 'serverCpuUsPerCall'), 0)}"
+            f" | {_fmt(median(rs, 'postgresCpuUsPerCall'), 0)}"
+            f" | {_fmt(median(rs, 'totalCpuUsPerCall'), 0)}"
+            f" | {_fmt(median(rs, 'server.cpuPct'))} | {_fmt(median(rs, 'postgres.cpuPct'))}"
+            f" | {_fmt(100 * ours_s / pg_s if pg_s and ours_s is not None else None)}"
+            f" | {_fmt(median(rs, 'otherLoadPct.besidesPostgres'))} |"
+        )
+    out.append("")
+    return out
+
+
 def table(records: list[Record]) -> str:
     s = summarise(records)
     groups: dict[tuple[str, str, int], list[Record]] = s["groups"]
@@ -77,10 +121,8 @@ def table(records: list[Record]) -> str:
         " | events/s | e2e p50 ms | e2e p99 ms | all delivered |"
     )
     out.append("| --- | ---: |" + " ---: |" * 13 + " --- |")
-    ingest_keys = sorted(
-        (k for k in groups if k[0] == "ingest"),
-        key=lambda k: (k[2], ["baseline", "chargehook-store", "chargehook-webhooks"].index(k[1])),
-    )
+    ingest = (k for k in groups if k[0] == "ingest")
+    ingest_keys = sorted(ingest, key=lambda k: (k[2], _order(k[1])))
     for key in ingest_keys:
         rs = _ok(groups[key])
         if not rs:
@@ -125,6 +167,7 @@ def table(records: list[Record]) -> str:
             + " |"
         )
     out.append("")
+    out.extend(postgres_table(groups))
 
     # latency
     out.append("### 2. End-to-end latency at a fixed offered load (chargehook-webhooks)")
@@ -216,6 +259,7 @@ def targets(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]:
     store = med(("ingest", "chargehook-store", n), "callsPerSecond")
     hooks = med(("ingest", "chargehook-webhooks", n), "callsPerSecond")
     hooks_all = med(("ingest", "chargehook-webhooks", n), "delivery.allDelivered")
+    pg = med(("ingest", "chargehook-postgres", n), "callsPerSecond")
     ln = big_n("latency")
     p50 = med(("latency", "chargehook-webhooks", ln), "e2eMs.p50")
     p99 = med(("latency", "chargehook-webhooks", ln), "e2eMs.p99")
@@ -237,7 +281,7 @@ def targets(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]:
             return "not measured"
         return "met" if cond() else "**not met**"
 
-    rs, rh = ratio(store), ratio(hooks)
+    rs, rh, rp = ratio(store), ratio(hooks), ratio(pg)
     rows = [
         (
             f"ingest N={n}, chargehook-store",
@@ -250,6 +294,12 @@ def targets(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]:
             ">= 2.0x baseline calls/s, every event delivered",
             f"{rh:.2f}x ({_fmt(hooks, 0)}), all delivered: {_fmt(hooks_all)}" if rh else "-",
             met(lambda: rh >= 2.0 and bool(hooks_all), rh, hooks_all),
+        ),
+        (
+            f"ingest N={n}, chargehook-postgres",
+            ">= 2.0x baseline calls/s (durable before the reply)",
+            f"{rp:.2f}x ({_fmt(pg, 0)})" if rp else "-",
+            met(lambda: rp >= 2.0, rp),
         ),
         (
             f"e2e latency at {_fmt(rate, 0)} events/s",

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks import pg
 from benchmarks.procs import (
     LOAD_CPU,
     SERVER_CPU,
@@ -103,8 +104,15 @@ def free_port() -> int:
 
 
 def chargehook_config(
-    workdir: Path, *, heartbeat_interval: int = 300, retry_schedule: list[str] | None = None
+    workdir: Path,
+    *,
+    heartbeat_interval: int = 300,
+    retry_schedule: list[str] | None = None,
+    storage_url: str | None = None,
 ) -> Path:
+    """The server's config: a fresh SQLite file in ``workdir``, or ``storage_url`` (PostgreSQL,
+    whose webhook key file then lives in ``workdir``)."""
+    url = storage_url or f"sqlite:///{workdir / 'csms.db'}"
     lines = [
         "[ocpp]",
         'host = "127.0.0.1"',
@@ -119,11 +127,13 @@ def chargehook_config(
         f'tokens = ["{TOKEN}"]',
         "",
         "[storage]",
-        f'url = "sqlite:///{workdir / "csms.db"}"',
+        f'url = "{url}"',
         "",
         "[webhooks]",
         "allow_private_targets = true",
     ]
+    if storage_url is not None:
+        lines.append(f'secret_key_file = "{workdir / "webhook.key"}"')
     if retry_schedule is not None:
         lines.append("retry_schedule = [" + ", ".join(f'"{r}"' for r in retry_schedule) + "]")
     path = workdir / "csms.toml"
@@ -139,6 +149,7 @@ class Server:
 
 
 async def start_chargehook(group: ProcGroup, workdir: Path, **config: Any) -> Server:
+    """``csms serve`` pinned to the server's CPU; ``config`` as ``chargehook_config``."""
     path = chargehook_config(workdir, **config)
     proc = await group.spawn(
         "chargehook",
@@ -248,6 +259,7 @@ class LoadRun:
     receiver: dict[str, float] | None
     at_ready: dict[str, float] | None = None
     other_load: dict[str, float] | None = None  # % of each CPU used by processes not ours
+    postgres: dict[str, float] | None = None  # the PostgreSQL server's CPU in the window
 
 
 async def run_load(
@@ -257,6 +269,7 @@ async def run_load(
     server_pid: int,
     receiver_pid: int | None = None,
     timeout: float = 600.0,
+    postgres: pg.Database | None = None,
 ) -> LoadRun:
     load = await group.spawn(
         "load",
@@ -277,16 +290,25 @@ async def run_load(
         s0 = sample(server_pid)
     r0 = sample(receiver_pid) if receiver_pid else None
     l0 = sample(load.pid)
+    p0 = pg.cpu(postgres) if postgres else None
     b0 = cpu_busy()
     wall_start = float(m.group(1))
     m = await load.wait_line(r'"mark": "end", "wall": ([\d.]+)', timeout)
     s1 = sample(server_pid)
     r1 = sample(receiver_pid) if receiver_pid else None
     l1 = sample(load.pid)
+    p1 = pg.cpu(postgres) if postgres else None
     b1 = cpu_busy()
     wall_end = float(m.group(1))
     on_load_cpu = (l1.cpu - l0.cpu) + ((r1.cpu - r0.cpu) if r0 and r1 else 0.0)
     other_load = others(b0, b1, s1.at - s0.at, {SERVER_CPU: s1.cpu - s0.cpu, LOAD_CPU: on_load_cpu})
+    pg_usage = None
+    if p0 is not None and p1 is not None:
+        pg_usage = pg.cpu_usage(p0, p1, s1.at - s0.at)
+        # PostgreSQL runs unpinned: it shows in every CPU's "other" share; what is left of the
+        # other share once its CPU time is taken out is the rest of the machine's
+        rest = sum(other_load.values()) - pg_usage["cpuPct"]
+        other_load = other_load | {"besidesPostgres": round(max(0.0, rest), 1)}
     m = await load.wait_line(r'^\{"result": ', 120)
     result = json.loads(m.string)["result"]
     with contextlib.suppress(TimeoutError):
@@ -299,6 +321,7 @@ async def run_load(
         receiver=usage(r0, r1) if r0 and r1 else None,
         at_ready=at_ready,
         other_load=other_load,
+        postgres=pg_usage,
     )
 
 
@@ -306,6 +329,18 @@ async def run_load(
 
 
 async def measure_ingest(variant: str, chargers: int, scale: Scale) -> dict[str, Any]:
+    if variant == "chargehook-postgres":
+        try:
+            async with pg.database() as db:
+                return await _measure_ingest(variant, chargers, scale, db)
+        except pg.Unavailable as exc:
+            raise Skipped(str(exc)) from None
+    return await _measure_ingest(variant, chargers, scale, None)
+
+
+async def _measure_ingest(
+    variant: str, chargers: int, scale: Scale, db: pg.Database | None
+) -> dict[str, Any]:
     duration = scale.ingest_duration
     record: dict[str, Any] = {
         "section": "ingest",
@@ -319,6 +354,15 @@ async def measure_ingest(variant: str, chargers: int, scale: Scale) -> dict[str,
         ),
         "counted": "MeterValues CALLRESULTs received inside the window; latency = send to answer",
     }
+    if db is not None:
+        record["workload"] += (
+            f"; storage.url = PostgreSQL ({pg.redact(pg.ADMIN_URL).rsplit('/', 1)[0]}, a fresh"
+            " database), the PostgreSQL server unpinned"
+        )
+        record["counted"] += (
+            "; postgres CPU = utime+stime of the postmaster and its children (alive, and"
+            " reaped: cutime+cstime) over the window, from /proc"
+        )
     with _workdir() as workdir:
         async with ProcGroup() as group:
             receiver_port = None
@@ -326,7 +370,9 @@ async def measure_ingest(variant: str, chargers: int, scale: Scale) -> dict[str,
             if variant == "baseline":
                 server = await start_baseline(group, workdir)
             else:
-                server = await start_chargehook(group, workdir)
+                server = await start_chargehook(
+                    group, workdir, storage_url=db.url if db is not None else None
+                )
             if variant == "chargehook-webhooks":
                 assert server.api_port is not None
                 receiver, receiver_port = await start_receiver(group, workdir)
@@ -346,6 +392,7 @@ async def measure_ingest(variant: str, chargers: int, scale: Scale) -> dict[str,
                 },
                 server.proc.pid,
                 receiver.pid if receiver else None,
+                postgres=db,
             )
             res = load.result
             record.update(
@@ -363,6 +410,15 @@ async def measure_ingest(variant: str, chargers: int, scale: Scale) -> dict[str,
                 setupS=res["setupS"],
                 errors=res["errors"],
             )
+            if load.postgres is not None:
+                pg_cpu = load.postgres["cpuS"]
+                assert db is not None
+                record.update(
+                    postgresDatabase=db.name,  # made for this measurement, dropped after it
+                    postgres=load.postgres,
+                    postgresCpuUsPerCall=_per_call(pg_cpu, res["calls"]),
+                    totalCpuUsPerCall=_per_call(load.server["cpuS"] + pg_cpu, res["calls"]),
+                )
             if receiver_port is not None:
                 stats = await wait_delivered(receiver_port, chargers, scale.drain_timeout)
                 window = await receiver_stats(receiver_port, load.wall_start, load.wall_end)

@@ -1,11 +1,14 @@
 """Smoke test of the benchmark harness: ``python -m benchmarks --quick --runs 1`` end to end.
 
 It starts real servers and load processes for about 40 s, so the default suite skips it;
-run it with ``CHARGEHOOK_BENCH_SMOKE=1 pytest tests/test_benchmarks_smoke.py``.
+run it with ``CHARGEHOOK_BENCH_SMOKE=1 pytest tests/test_benchmarks_smoke.py``. The
+``chargehook-postgres`` variant runs on the PostgreSQL server of ``BENCH_POSTGRES_URL``
+(default: the local one); without one it is skipped, and says so in its record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = {"ingest", "latency", "backlog", "connections"}
-VARIANTS = {"baseline", "chargehook-store", "chargehook-webhooks"}
+VARIANTS = {"baseline", "chargehook-store", "chargehook-webhooks", "chargehook-postgres"}
 
 pytestmark = [
     pytest.mark.skipif(
@@ -63,6 +66,11 @@ def test_quick_benchmark_prints_every_section(tmp_path: Path) -> None:
     conn = by[("connections", "chargehook-store")]
     assert conn["connected"] == conn["chargers"]
     assert conn["heartbeatsUnanswered"] == 0
+    if ("ingest", "chargehook-postgres") in by:
+        on_pg = by[("ingest", "chargehook-postgres")]
+        assert on_pg["callsPerSecond"] > 0 and on_pg["latencyMs"]["p99"] > 0
+        assert on_pg["postgres"]["cpuS"] > 0 and on_pg["postgresCpuUsPerCall"] > 0
+        assert not asyncio.run(_databases_named(on_pg["postgresDatabase"])), "not dropped"
     if ("ingest", "chargehook-webhooks") in by:
         hooks = by[("ingest", "chargehook-webhooks")]
         assert hooks["delivery"]["allDelivered"], hooks["delivery"]
@@ -72,3 +80,16 @@ def test_quick_benchmark_prints_every_section(tmp_path: Path) -> None:
     assert "### Targets (issue 6)" in proc.stdout
     assert (tmp_path / "latest.md").read_text().count("|") > 20
     assert len((tmp_path / "latest.jsonl").read_text().splitlines()) == len(records)
+
+
+async def _databases_named(name: str) -> list[str]:
+    import asyncpg
+
+    from benchmarks.pg import ADMIN_URL
+
+    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname = $1", name)
+    finally:
+        await conn.close()
+    return [r[0] for r in rows]
