@@ -106,6 +106,15 @@ class StorageSettings(_Section):
         return self.url.startswith(("postgresql://", "postgres://"))
 
 
+class ClusterSettings(_Section):
+    """Used with PostgreSQL only: every node on one database is a node of one cluster."""
+
+    # Unique per node; empty: "<hostname>:<ocpp port>".
+    node_id: Annotated[str, Field(max_length=200)] = ""
+    # A node silent this long is lost: others take over its chargers and delivery streams.
+    lease_ttl: Annotated[Duration, Field(ge=1, le=600)] = 10.0
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers
@@ -141,6 +150,7 @@ class Settings(BaseModel):
     ocpp: OcppSettings = OcppSettings()
     api: ApiSettings = ApiSettings()
     storage: StorageSettings = StorageSettings()
+    cluster: ClusterSettings = ClusterSettings()
     log: LogSettings = LogSettings()
     webhooks: WebhookSettings = WebhookSettings()
     metrics: MetricsSettings = MetricsSettings()

@@ -23,6 +23,7 @@ from csms.api.query import query_middleware
 from csms.commands import CommandDispatcher
 from csms.hub import ChargerHub
 from csms.metrics import Metrics
+from csms.protocol.timefmt import format_timestamp
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -39,7 +40,31 @@ async def health(request: web.Request) -> web.Response:
             {"error": {"code": "storage_unavailable", "message": str(exc)}}, status=503
         )
     hub = request.app[HUB]
-    return ok({"status": "ok", "storage": "ok", "connectedChargers": hub.connected_count()})
+    try:
+        nodes = await hub.cluster.live_nodes()
+    except Exception as exc:
+        return web.json_response(
+            {"error": {"code": "storage_unavailable", "message": str(exc)}}, status=503
+        )
+    return ok(
+        {
+            "status": "ok",
+            "storage": "ok",
+            "connectedChargers": hub.connected_count(),
+            "node": hub.cluster.node_id,
+            "nodes": [
+                {
+                    "id": n.node_id,
+                    "startedAt": format_timestamp(n.started_at),
+                    "heartbeatAt": format_timestamp(n.heartbeat_at),
+                    "apiUrl": n.api_url,
+                    "ocppUrl": n.ocpp_url,
+                    "version": n.version,
+                }
+                for n in nodes
+            ],
+        }
+    )
 
 
 def create_app(

@@ -41,6 +41,7 @@ def charger_view(
     state: ChargerState | None,
     connectors: list[Connector],
     settings: dict[str, Any] | None = None,
+    node: str | None = None,
 ) -> dict[str, Any]:
     state = state or ChargerState(charger_id=registration.id)
     return {
@@ -50,6 +51,7 @@ def charger_view(
         "hasPassword": registration.password_hash is not None,
         "registrationStatus": state.registration_status,
         "connected": state.connected,
+        "node": node,
         "connectedAt": state.connected_at,
         "disconnectedAt": state.disconnected_at,
         "lastSeenAt": state.last_seen_at,
@@ -91,6 +93,7 @@ async def _view(request: web.Request, charger_id: str) -> dict[str, Any]:
         state,
         await store.get_connectors(charger_id),
         await store.charger_settings(charger_id),
+        node=(await request.app[HUB].holders([charger_id])).get(charger_id),
     )
 
 
@@ -163,6 +166,7 @@ async def list_chargers(request: web.Request) -> web.Response:
     states = await store.get_charger_states(ids)
     connectors = await store.get_connectors_of(ids)
     settings = {charger_id: await store.charger_settings(charger_id) for charger_id in ids}
+    nodes = await request.app[HUB].holders(ids)
     return page(
         (
             charger_view(
@@ -170,6 +174,7 @@ async def list_chargers(request: web.Request) -> web.Response:
                 _fresh(request, r.id, states.get(r.id)),
                 connectors.get(r.id, []),
                 settings[r.id],
+                node=nodes.get(r.id),
             )
             for r in result.items
         ),

@@ -141,6 +141,11 @@ def _charger() -> Schema:
             "hasPassword": BOOLEAN,
             "registrationStatus": nullable({"type": "string", "enum": POLICIES}),
             "connected": BOOLEAN,
+            "node": {
+                **nullable(STRING),
+                "description": "the node that holds its socket (cluster.node_id); null when"
+                " none does",
+            },
             "connectedAt": nullable(TIMESTAMP),
             "disconnectedAt": nullable(TIMESTAMP),
             "lastSeenAt": nullable(TIMESTAMP),
@@ -325,6 +330,21 @@ def components() -> dict[str, Schema]:
                 "status": {"type": "string", "enum": ["ok"]},
                 "storage": {"type": "string", "enum": ["ok"]},
                 "connectedChargers": COUNT,
+                "node": {**STRING, "description": "the node that answered (cluster.node_id)"},
+                "nodes": {
+                    "type": "array",
+                    "description": "the live nodes of the cluster (one on SQLite)",
+                    "items": obj(
+                        {
+                            "id": STRING,
+                            "startedAt": TIMESTAMP,
+                            "heartbeatAt": TIMESTAMP,
+                            "apiUrl": nullable(STRING),
+                            "ocppUrl": nullable(STRING),
+                            "version": nullable(STRING),
+                        }
+                    ),
+                },
             }
         ),
         "Charger": _charger(),
