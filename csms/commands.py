@@ -180,6 +180,9 @@ class CommandDispatcher:
         stored = await self.hub.store.get_command(command_id)
         if stored is None:
             raise UnknownCommand(command_id)
+        local = self.hub.connection_of(stored.charger_id) is not None
+        if self._shared and local and not stored.done:
+            await self.pull(stored.charger_id)  # stored by any node: in the queue by now
         # From here to the mark in ``cancelling`` nothing awaits: the worker, which claims a
         # command (``waiting``) without awaiting either, cannot take it in between.
         queue = self._queues.get(stored.charger_id)
@@ -189,7 +192,7 @@ class CommandDispatcher:
             command = next(
                 (c for c in queue.commands if c.id == command_id and c.id != in_flight), None
             )
-        if (queue is None or command is None) and self._shared and not stored.done:
+        if (queue is None or command is None) and self._shared and not local and not stored.done:
             return await self._cancel_elsewhere(stored)
         if queue is None or command is None:
             raise CommandRefused(await self._not_cancellable(command_id, queue))
