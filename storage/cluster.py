@@ -113,16 +113,22 @@ class ClusterTables:
     async def claim(self, charger_id: str, node_id: str) -> Claim:
         """Take the charger for ``node_id`` (its newest socket is there): a new fence."""
         row = await self.store.fetch_one(
-            "WITH old AS (SELECT node_id FROM charger_owners WHERE charger_id = ? FOR UPDATE)"
-            " INSERT INTO charger_owners (charger_id, node_id, fence) VALUES (?, ?, 1)"
-            " ON CONFLICT (charger_id) DO UPDATE SET node_id = EXCLUDED.node_id,"
-            " fence = charger_owners.fence + 1, since = now()"
-            " RETURNING fence, (SELECT node_id FROM old)",
+            "WITH old AS (SELECT node_id FROM charger_owners WHERE charger_id = ?),"
+            " claimed AS (INSERT INTO charger_owners (charger_id, node_id, fence)"
+            " VALUES (?, ?, 1) ON CONFLICT (charger_id) DO UPDATE SET"
+            " node_id = EXCLUDED.node_id, fence = charger_owners.fence + 1, since = now()"
+            " RETURNING fence)"
+            " SELECT (SELECT fence FROM claimed), (SELECT node_id FROM old)",
             (charger_id, charger_id, node_id),
         )
         assert row is not None
-        previous = row[1] if row[1] != node_id else None
-        return Claim(fence=row[0], previous=previous)
+        fence, before = int(row[0]), row[1]
+        # ``old`` is the statement's snapshot: a claim racing this one may not show in it,
+        # but then the row existed, and the fence counts every claim since it was made.
+        previous = before if before not in (None, node_id) else None
+        if previous is None and fence > 1 and before is None:
+            previous = "?"  # some node claimed it meanwhile
+        return Claim(fence=fence, previous=previous)
 
     async def adopt(self, lost_node: str, node_id: str) -> list[tuple[str, int]]:
         """Take every charger a lost node held (to record that it lost them): (id, fence)."""
