@@ -274,6 +274,27 @@ async def test_a_charger_appears_in_the_list_live_without_a_reload(env: Env, cle
     await page.context.close()
 
 
+async def test_registering_a_charger_shows_its_key_once_and_the_charger_connects_with_it(
+    env: Env, clean: None
+) -> None:
+    page = await env.page()
+    await page.goto(env.base + "/#/chargers")
+    await page.click("#register-toggle")
+    await page.fill("#reg-id", "DASH-REG-1")
+    await page.click("#register-form button:has-text('Generate')")
+    await page.click("#register-form button[type=submit]")
+    shown = page.locator("#register-form [data-secret]")
+    await shown.wait_for()
+    key = (await shown.text_content() or "").strip()
+    assert len(key) == 24
+    assert await page.input_value("#reg-password") == ""  # the form forgets it
+    sim = Charger(env.csms.ocpp_url, "DASH-REG-1", password=key, connect_attempts=1)
+    env.chargers.append(sim)
+    await sim.start(timeout=5)  # accepted with the key the page showed
+    await page.locator('tr[data-charger="DASH-REG-1"]').locator("text=connected").wait_for()
+    await page.context.close()
+
+
 async def test_a_remote_start_from_the_charger_page_shows_in_the_live_tail_and_the_transactions(
     env: Env, clean: None
 ) -> None:

@@ -197,7 +197,10 @@ export function showFieldError(form, message) {
     if (field) {
       field.classList.add("has-error");
       for (let up = field; up; up = up.parentElement) if (up.tagName === "DETAILS") up.open = true;
-      field.querySelector(":scope > .field-error").textContent = message.slice(match[0].length) || message;
+      // "a.b: a.b must be ..." reads "must be ..." beside a.b.
+      let text = message.slice(match[0].length);
+      if (text.startsWith(`${path} `)) text = text.slice(path.length + 1);
+      field.querySelector(":scope > .field-error").textContent = text || message;
       const control = field.querySelector("input, select");
       if (control) control.focus();
       return true;

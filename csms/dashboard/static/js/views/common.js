@@ -63,7 +63,7 @@ export function summary(event) {
   const d = event.data || {};
   switch (event.type) {
     case "connector.status_changed":
-      return `connector ${d.connectorId}: ${d.previousStatus ?? "?"} → ${d.status}${d.errorCode && d.errorCode !== "NoError" ? ` (${d.errorCode})` : ""}`;
+      return `connector ${d.connectorId}: ${d.previousStatus ? `${d.previousStatus} → ` : ""}${d.status}${d.errorCode && d.errorCode !== "NoError" ? ` (${d.errorCode})` : ""}`;
     case "transaction.started":
       return `tx ${d.transactionId} on connector ${d.connectorId}, idTag ${d.idTag}`;
     case "transaction.updated":
