@@ -27,9 +27,10 @@ def require_chromium() -> str:
     """The browser's path; skips the test without one (fails it under CI=true)."""
     path = chromium_path()
     if path is None:
+        where = os.environ.get("CSMS_TEST_CHROMIUM", "").strip() or "/usr/bin/chromium"
         reason = (
-            "no Chromium at /usr/bin/chromium (apt-get install chromium, or set"
-            " CSMS_TEST_CHROMIUM): the dashboard's browser tests need it"
+            f"no Chromium at {where} (apt-get install chromium, or set CSMS_TEST_CHROMIUM):"
+            " the dashboard's browser tests need it"
         )
         if os.environ.get("CI", "").strip().lower() == "true":
             pytest.fail(f"{reason} (CI=true: they must run, not skip)", pytrace=False)

@@ -301,7 +301,7 @@ async def test_a_remote_start_from_the_charger_page_shows_in_the_live_tail_and_t
     await env.charger("DASH-START-1")
     tail = await env.page()
     await tail.goto(env.base + "/#/events")
-    await tail.wait_for_selector("#tail-state.live-text")
+    await tail.wait_for_selector("#live-state.live-live")
     page = await env.page()
     await page.goto(env.base + "/#/chargers/DASH-START-1")
     await page.wait_for_selector(

@@ -214,37 +214,32 @@ export class EventStream {
   }
 }
 
-/** One stream of every event for the whole app; views subscribe and unsubscribe. */
-export class LiveBus {
-  constructor() {
-    this.listeners = new Set();
-    this.stateListeners = new Set();
-    this.state = "off";
-    this.stream = null;
-  }
-
-  start() {
-    this.stop();
-    this.stream = new EventStream({}, (e) => this.listeners.forEach((fn) => fn(e)), (state, message) => {
-      this.state = state;
-      this.stateListeners.forEach((fn) => fn(state, message));
-    }).start();
-  }
-
-  stop() {
-    if (this.stream) this.stream.stop();
-    this.stream = null;
-    this.state = "off";
-  }
-
-  subscribe(fn) {
-    this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
-  }
-
-  onState(fn) {
-    this.stateListeners.add(fn);
-    fn(this.state);
-    return () => this.stateListeners.delete(fn);
-  }
+/**
+ * Live events for the view on screen: one stream with the view's own filters (the server
+ * filters, so a page about one charger never receives the other 9,999's events). Its state
+ * goes to the indicator in the top bar.
+ */
+export function liveEvents(onState) {
+  let current = null;
+  const open = (filters, onEvent) => {
+    if (current) current.stop();
+    const stream = new EventStream(filters, onEvent, (state, message) => {
+      if (current === stream) onState(state, message);
+    });
+    current = stream;
+    stream.start();
+    return () => {
+      stream.stop();
+      if (current === stream) {
+        current = null;
+        onState("off");
+      }
+    };
+  };
+  open.stopAll = () => {
+    if (current) current.stop();
+    current = null;
+    onState("off");
+  };
+  return open;
 }

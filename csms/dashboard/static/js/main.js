@@ -1,7 +1,7 @@
 // The dashboard's shell: login, navigation, the live indicator, and the view router.
 // Views are chosen by the URL fragment (#/chargers/CP-1), which never carries the token.
 
-import { LiveBus, get, onUnauthorized, session } from "./api.js";
+import { get, liveEvents, onUnauthorized, session } from "./api.js";
 import { h, replace, tickTimes } from "./dom.js";
 import * as charger from "./views/charger.js";
 import * as chargers from "./views/chargers.js";
@@ -11,7 +11,7 @@ import * as transactions from "./views/transactions.js";
 import * as webhooks from "./views/webhooks.js";
 
 const root = document.getElementById("app");
-const bus = new LiveBus();
+let live = null; // opens the view's event stream (api.liveEvents)
 let cleanup = null;
 let clock = null;
 
@@ -80,18 +80,19 @@ function showLogin(message) {
 function stopApp() {
   if (cleanup) cleanup();
   cleanup = null;
-  bus.stop();
+  if (live) live.stopAll();
+  live = null;
   if (clock) clearInterval(clock);
   clock = null;
   window.removeEventListener("hashchange", render);
 }
 
 function startApp() {
-  const liveDot = h("span", { class: "live-dot", id: "live-state", title: "event stream" }, "offline");
-  bus.onState((state, message) => {
+  const liveDot = h("span", { class: "live-dot live-off", id: "live-state" });
+  live = liveEvents((state, message) => {
     liveDot.className = `live-dot live-${state}`;
-    liveDot.textContent = { live: "live", reconnecting: "reconnecting…", error: "stream error", off: "offline" }[state] || state;
-    liveDot.title = message || "event stream";
+    liveDot.textContent = { live: "live", reconnecting: "reconnecting…", error: "stream error", off: "" }[state] ?? state;
+    liveDot.title = message || "this view's event stream";
   });
   const nav = h(
     "nav",
@@ -115,7 +116,6 @@ function startApp() {
     ),
     main,
   );
-  bus.start();
   window.addEventListener("hashchange", render);
   clock = setInterval(() => tickTimes(root), 5000);
   render();
@@ -129,7 +129,7 @@ function render() {
   const { nav, view, params } = route();
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === nav);
   replace(main);
-  const done = view.render(main, params, { bus });
+  const done = view.render(main, params, { live });
   cleanup = typeof done === "function" ? done : null;
   window.scrollTo(0, 0);
 }

@@ -4,7 +4,7 @@
 import { ApiError, enc, get, post } from "../api.js";
 import { buildFields, commandSchemas, showFieldError } from "../cmdform.js";
 import { badge, emptyRow, fmtEnergy, fmtPower, fmtTime, h, link, notice, prettyJson, replace, section, table, throttle, timeAgo } from "../dom.js";
-import { connectionBadge, errorText, eventRow, transactionHref } from "./common.js";
+import { connectionBadge, errorText, eventRow, perFrame, transactionHref } from "./common.js";
 
 function dl(pairs) {
   return h("dl", { class: "facts" }, pairs.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "–")]));
@@ -140,7 +140,7 @@ function commandForm(chargerId, onSent) {
   return form;
 }
 
-export function render(root, { id }, { bus }) {
+export function render(root, { id }, { live }) {
   const head = h("div", { class: "page-head" }, h("h1", { class: "mono" }, id));
   const status = h("div");
   const ident = h("div", {}, h("p", { class: "muted" }, "Loading…"));
@@ -193,12 +193,16 @@ export function render(root, { id }, { bus }) {
   const charger = throttle(loadCharger, 1000);
   const txs = throttle(() => loadTransactions().catch(() => {}), 1000);
   const cmds = throttle(() => loadCommands().catch(() => {}), 1000);
-  const unsubscribe = bus.subscribe((event) => {
-    if (event.chargerId !== id) return;
+  const show = perFrame((batch) => {
     const note = events.querySelector(".empty-note");
     if (note) note.remove();
-    if (!events.querySelector(`[data-event-id="${CSS.escape(event.id)}"]`)) events.prepend(eventRow(event, { showCharger: false }));
+    for (const event of batch) {
+      if (!events.querySelector(`[data-event-id="${CSS.escape(event.id)}"]`)) events.prepend(eventRow(event, { showCharger: false }));
+    }
     while (events.children.length > 50) events.lastChild.remove();
+  }, 50);
+  const unsubscribe = live({ chargerId: id }, (event) => {
+    show(event);
     if (event.type.startsWith("charger.") || event.type.startsWith("connector.")) charger();
     if (event.type.startsWith("transaction.")) txs();
     if (event.data && event.data.commandId) cmds();

@@ -78,7 +78,7 @@ function registerForm(onDone) {
   return form;
 }
 
-export function render(root, _params, { bus }) {
+export function render(root, _params, { live }) {
   const body = h("tbody");
   const filter = h("input", { type: "search", id: "charger-filter", placeholder: "Filter by id (Enter: look up an exact id)", autocomplete: "off" });
   const status = h("div");
@@ -151,13 +151,13 @@ export function render(root, _params, { bus }) {
     }
     draw();
   }, 1000);
-  const unsubscribe = bus.subscribe((event) => {
+  const unsubscribe = live({ type: "charger.*,connector.*" }, (event) => {
     if (!event.chargerId) return;
     if (rows.some((c) => c.id === event.chargerId) || (exact && exact.id === event.chargerId)) {
       dirty.add(event.chargerId);
       flush();
     } else if (event.type.startsWith("charger.")) {
-      later(); // maybe a charger this page should now show
+      later(); // a charger this page should maybe show now
     }
   });
   return () => {

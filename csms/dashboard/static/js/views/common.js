@@ -126,3 +126,24 @@ export function lastSeen(c) {
 export function errorText(error) {
   return error && error.message ? error.message : String(error);
 }
+
+/**
+ * Events handed to `render` once per animation frame, at most the newest `keep`: a burst of
+ * thousands a second costs one DOM update a frame, not one per event.
+ */
+export function perFrame(render, keep) {
+  let queue = [];
+  let scheduled = false;
+  return (event) => {
+    queue.push(event);
+    if (queue.length > keep) queue = queue.slice(-keep);
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      const batch = queue;
+      queue = [];
+      render(batch);
+    });
+  };
+}

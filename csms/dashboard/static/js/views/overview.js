@@ -3,7 +3,7 @@
 
 import { collect, get, metricSum, metrics } from "../api.js";
 import { fmtNumber, h, notice, replace, section } from "../dom.js";
-import { errorText, eventRow } from "./common.js";
+import { errorText, eventRow, perFrame } from "./common.js";
 
 const REFRESH_MS = 5000;
 const WINDOW_MS = 60000;
@@ -17,7 +17,7 @@ function card(id, label, link) {
   return { node, value, detail };
 }
 
-export function render(root, _params, { bus }) {
+export function render(root, _params, { live }) {
   const chargers = card("chargers", "Chargers connected", "#/chargers");
   const rate = card("events", "Events per minute", "#/events");
   const failing = card("failing", "Deliveries failing", "#/webhooks");
@@ -48,12 +48,16 @@ export function render(root, _params, { bus }) {
   refresh();
   loadRecent().catch(() => {});
   const timer = setInterval(refresh, REFRESH_MS);
-  const unsubscribe = bus.subscribe((event) => {
-    if (recent.querySelector(`[data-event-id="${CSS.escape(event.id)}"]`)) return;
-    if (!recent.querySelector("details")) replace(recent);
-    recent.prepend(eventRow(event));
-    while (recent.children.length > 12) recent.lastChild.remove();
-  });
+  const unsubscribe = live(
+    {},
+    perFrame((batch) => {
+      if (!recent.querySelector("details")) replace(recent);
+      for (const event of batch) {
+        if (!recent.querySelector(`[data-event-id="${CSS.escape(event.id)}"]`)) recent.prepend(eventRow(event));
+      }
+      while (recent.children.length > 12) recent.lastChild.remove();
+    }, 12),
+  );
   return () => {
     stopped = true;
     clearInterval(timer);

@@ -7,7 +7,7 @@ import { plot, readings } from "../plot.js";
 import { transactionRow, TRANSACTION_COLUMNS } from "./charger.js";
 import { Pager, chargerLink, errorText } from "./common.js";
 
-function renderList(root, bus) {
+function renderList(root, live) {
   const charger = h("input", { id: "tx-charger", placeholder: "charger id", autocomplete: "off" });
   const state = h("select", { id: "tx-state" }, h("option", { value: "" }, "all"), h("option", { value: "true" }, "active"), h("option", { value: "false" }, "finished"));
   const form = h("form", { class: "toolbar" }, h("label", { for: "tx-charger" }, "Charger"), charger, h("label", { for: "tx-state" }, "State"), state, h("button", { type: "submit", class: "btn btn-primary" }, "Apply"));
@@ -29,16 +29,16 @@ function renderList(root, bus) {
   const later = throttle(() => {
     if (pager.cursors.length === 1) refresh();
   }, 2000);
-  const unsubscribe = bus.subscribe((event) => {
-    if (event.type.startsWith("transaction.")) later();
-  });
+  // Starts and stops change the list; the meter values of a running one (updated) do not
+  // need a new page each time: its row is read again with the next start or stop.
+  const unsubscribe = live({ type: "transaction.started,transaction.stopped" }, () => later());
   return () => {
     unsubscribe();
     later.cancel();
   };
 }
 
-function renderOne(root, id, bus) {
+function renderOne(root, id, live) {
   const head = h("div", { class: "page-head" }, h("h1", {}, `Transaction #${id}`));
   const status = h("div");
   const facts = h("div");
@@ -83,18 +83,26 @@ function renderOne(root, id, bus) {
       return h("tr", { "data-sample": i }, h("td", {}, fmtTime(m.timestamp)), h("td", { class: "num" }, fmtEnergy(p.energyWh)), h("td", { class: "num" }, fmtPower(p.powerW)), h("td", {}, h("details", {}, h("summary", {}, `${m.sampledValue.length} sampled values`), prettyJson(m.sampledValue))));
     });
     replace(samples, table(["Time", "Energy", "Power", "Raw"], rows.length ? rows : emptyRow(4, "No meter values.")), (tx.meterValues || []).length > 100 ? h("p", { class: "muted" }, "The newest 100 shown; the plot has them all.") : null);
+    return tx;
   };
-  load();
   const later = throttle(load, 2000);
-  const unsubscribe = bus.subscribe((event) => {
-    if (event.type.startsWith("transaction.") && String(event.data?.transactionId) === String(id)) later();
+  let unsubscribe = () => {};
+  let stopped = false;
+  // Live while it runs: the events of its charger (the stream filters by charger, not by
+  // transaction), each of this transaction reading it again at most every 2 s.
+  load().then((tx) => {
+    if (stopped || !tx || !tx.active) return;
+    unsubscribe = live({ chargerId: tx.chargerId, type: "transaction.*" }, (event) => {
+      if (String(event.data?.transactionId) === String(id)) later();
+    });
   });
   return () => {
+    stopped = true;
     unsubscribe();
     later.cancel();
   };
 }
 
-export function render(root, { id }, { bus }) {
-  return id ? renderOne(root, id, bus) : renderList(root, bus);
+export function render(root, { id }, { live }) {
+  return id ? renderOne(root, id, live) : renderList(root, live);
 }
