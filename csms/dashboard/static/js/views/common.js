@@ -38,6 +38,7 @@ export class Pager {
     this.prev.disabled = this.cursors.length <= 1;
     this.next.disabled = !page.hasMore;
     this.label.textContent = `page ${this.cursors.length}`;
+    this.element.hidden = this.cursors.length === 1 && !page.hasMore; // one page: no pager
     this.onPage(page.items, this.cursors.length === 1);
     return page;
   }

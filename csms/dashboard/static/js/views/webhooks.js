@@ -79,6 +79,20 @@ function renderList(root) {
   const status = h("div");
   const slot = h("div");
   const toggle = h("button", { type: "button", class: "btn btn-primary", id: "webhook-new" }, "New endpoint");
+  const lastDelivery = (e) => {
+    const cell = h("td", { class: "last-delivery" }, h("span", { class: "muted" }, "…"));
+    get(`/api/v1/webhooks/${enc(e.id)}/deliveries`, { limit: 1 })
+      .then(({ items: [a] }) =>
+        replace(
+          cell,
+          a
+            ? [badge(a.outcome ?? "pending"), " ", a.statusCode == null ? (a.error ?? "") : `HTTP ${a.statusCode}`, h("div", { class: "muted small" }, timeAgo(a.timestamp))]
+            : h("span", { class: "muted" }, "none yet"),
+        ),
+      )
+      .catch(() => replace(cell, "–"));
+    return cell;
+  };
   const pager = new Pager(
     (query) => get("/api/v1/webhooks", query),
     (items) =>
@@ -93,15 +107,16 @@ function renderList(root) {
                 h("td", {}, statusBadge(e), e.disabledReason ? h("div", { class: "muted small" }, e.disabledReason) : null),
                 h("td", {}, e.enabledEvents.join(", ")),
                 h("td", {}, e.chargerIds ? e.chargerIds.join(", ") : "all"),
+                lastDelivery(e),
                 h("td", {}, timeAgo(e.createdAt)),
               ),
             )
-          : emptyRow(5, "No endpoints yet: create one to receive events."),
+          : emptyRow(6, "No endpoints yet: create one to receive events."),
       ),
   );
   const refresh = () => pager.refresh().catch((e) => replace(status, notice("error", errorText(e))));
   toggle.addEventListener("click", () => (slot.firstChild ? replace(slot) : replace(slot, createForm(refresh))));
-  root.append(h("div", { class: "page-head" }, h("h1", {}, "Webhooks"), toggle), slot, status, table(["Endpoint", "Status", "Events", "Chargers", "Created"], []), pager.element);
+  root.append(h("div", { class: "page-head" }, h("h1", {}, "Webhooks"), toggle), slot, status, table(["Endpoint", "Status", "Events", "Chargers", "Last delivery", "Created"], []), pager.element);
   root.querySelector("tbody").replaceWith(body);
   refresh();
 }
