@@ -6,6 +6,9 @@ import { fmtNumber, h, notice, replace, section } from "../dom.js";
 import { errorText, eventRow, perFrame } from "./common.js";
 
 const REFRESH_MS = 5000;
+// What an operator looks at first; meter values (transaction.updated, connector.meter_values)
+// would bury the rest.
+const NOTABLE = "charger.*,connector.status_changed,transaction.started,transaction.stopped,webhook.*,*.accepted,*.rejected,*.failed";
 const WINDOW_MS = 60000;
 const samples = []; // [time, events stored total], kept across visits for the rate
 let registered = { count: null, more: false, at: 0 };
@@ -29,7 +32,7 @@ export function render(root, _params, { live }) {
     h("div", { class: "page-head" }, h("h1", {}, "Overview")),
     problem,
     h("div", { class: "stats" }, chargers.node, active.node, rate.node, failing.node, disabled.node),
-    section("Latest events", recent),
+    section("Latest events (meter values left out)", recent),
   );
 
   let stopped = false;
@@ -42,14 +45,14 @@ export function render(root, _params, { live }) {
     }
   };
   const loadRecent = async () => {
-    const page = await get("/api/v1/events", { limit: 12 });
+    const page = await get("/api/v1/events", { type: NOTABLE, limit: 12 });
     if (page.items.length) replace(recent, page.items.map((e) => eventRow(e)));
   };
   refresh();
   loadRecent().catch(() => {});
   const timer = setInterval(refresh, REFRESH_MS);
   const unsubscribe = live(
-    {},
+    { type: NOTABLE },
     perFrame((batch) => {
       if (!recent.querySelector("details")) replace(recent);
       for (const event of batch) {
