@@ -55,7 +55,7 @@ const FAMILY_TONE = { charger: "info", connector: "neutral", transaction: "good"
 
 export function typeBadge(type) {
   const status = type.split(".").pop();
-  const toneName = ["rejected", "failed", "disabled"].includes(status) ? "bad" : FAMILY_TONE[type.split(".")[0]] || "neutral";
+  const toneName = ["rejected", "failed", "disabled"].includes(status) ? "bad" : status === "accepted" ? "good" : FAMILY_TONE[type.split(".")[0]] || "neutral";
   return h("span", { class: ["badge", "badge-type", `badge-${toneName}`] }, type);
 }
 
