@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from csms.api import chargers, commands, events, id_tags, metrics, stream, transactions, webhooks
-from csms.api.apidoc import Op, Parameter, carried
+from csms.api.apidoc import Op, Parameter, carried, is_an_operation
 from csms.api.common import PUBLIC_PATHS
 from csms.api.keys import PUBLIC
 from csms.api.openapi_schemas import (
@@ -369,7 +369,11 @@ def document(app: web.Application) -> dict[str, Any]:
     public = app.get(PUBLIC, PUBLIC_PATHS)  # what the auth middleware lets through
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
-        if route.method in _IMPLIED_METHODS or route.resource is None:
+        if (
+            route.method in _IMPLIED_METHODS
+            or route.resource is None
+            or not is_an_operation(route.handler)
+        ):
             continue
         template = route.resource.canonical
         op = declared.get(route.handler) or carried(route.handler)
