@@ -168,7 +168,7 @@ async def test_schema_matches_sqlite(pg_url: str, tmp_path: Path) -> None:
 async def test_apply_creates_everything_once(pg_url: str) -> None:
     conn = await asyncpg.connect(pg_url)
     try:
-        assert await pg_migrations.apply(conn) == VERSIONS == [1, 2, 3, 4, 5, 6]
+        assert await pg_migrations.apply(conn) == VERSIONS == [1, 2, 3, 4, 5, 6, 7]
         assert await pg_migrations.apply(conn) == []
         rows = await conn.fetch("SELECT version, name, applied_at FROM schema_migrations")
         assert [(r["version"], r["name"]) for r in rows] == [
@@ -220,7 +220,7 @@ async def test_newer_schema_is_refused(pg_url: str) -> None:
         await conn.execute(
             "INSERT INTO schema_migrations (version, name) VALUES (9999, 'from_the_future')"
         )
-        with pytest.raises(NewerSchemaError, match=r"schema version 9999.*up to 6"):
+        with pytest.raises(NewerSchemaError, match=rf"schema version 9999.*up to {VERSIONS[-1]}"):
             await pg_migrations.apply(conn)
         # The lock was released: another process can take it.
         other = await asyncpg.connect(pg_url)
@@ -234,7 +234,9 @@ async def test_newer_schema_is_refused(pg_url: str) -> None:
 
 
 async def test_failed_migration_leaves_no_trace(pg_url: str) -> None:
-    broken = Migration(7, "broken", "CREATE TABLE half_done (a BIGINT);\nSELECT 1 / 0;")
+    broken = Migration(
+        VERSIONS[-1] + 1, "broken", "CREATE TABLE half_done (a BIGINT);\nSELECT 1 / 0;"
+    )
     conn = await asyncpg.connect(pg_url)
     try:
         with pytest.raises(asyncpg.DivisionByZeroError):

@@ -7,10 +7,13 @@ A command's life is ``{action}.requested`` and then exactly one of ``.accepted``
 ==========================================================  =========
 answer                                                      outcome
 ==========================================================  =========
-``status`` Accepted, Unlocked, Scheduled, RebootRequired    accepted
+``status`` Accepted, AcceptedCanceled, Unlocked,            accepted
+Scheduled, RebootRequired
 any other ``status`` (Rejected, NotSupported, Occupied,     rejected
 Faulted, Unavailable, VersionMismatch, UnlockFailed,
-UnknownVendorId, UnknownMessageId, Failed, NotImplemented)
+UnknownVendorId, UnknownMessageId, Failed, NotImplemented;
+of the security extension: NotFound, InvalidCertificate,
+RevokedCertificate)
 no ``status`` (GetConfiguration, GetLocalListVersion,       accepted
 GetDiagnostics, UpdateFirmware)
 CALLERROR, time-out, connection lost, an answer that        failed
@@ -35,7 +38,20 @@ from csms.protocol.state import JSON, ChargerSnapshot, RegistrationStatus, Remot
 from csms.protocol.timefmt import format_timestamp
 from storage.records import ChargerSetting, Command
 
-ACCEPTED_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired"})
+ACCEPTED_STATUSES = frozenset(
+    {"Accepted", "AcceptedCanceled", "Unlocked", "Scheduled", "RebootRequired"}
+)
+
+# ExtendedTriggerMessage's requestedMessage -> the action it makes the charger send.
+EXTENDED_TRIGGERS = {
+    "BootNotification": "BootNotification",
+    "LogStatusNotification": "LogStatusNotification",
+    "FirmwareStatusNotification": "SignedFirmwareStatusNotification",
+    "Heartbeat": "Heartbeat",
+    "MeterValues": "MeterValues",
+    "SignChargePointCertificate": "SignCertificate",
+    "StatusNotification": "StatusNotification",
+}
 
 
 class CommandStatus:
@@ -124,6 +140,10 @@ def _learn(
         snap = evolve(snap, remote_starts=(*snap.remote_starts, pending))
     elif action == "TriggerMessage":
         snap = evolve(snap, triggered=snap.triggered | {request_["requestedMessage"]})
+    elif action == "ExtendedTriggerMessage":
+        triggered = EXTENDED_TRIGGERS.get(request_["requestedMessage"])
+        if triggered is not None:
+            snap = evolve(snap, triggered=snap.triggered | {triggered})
     elif action == "ChangeAvailability":
         availability = dict(settings.get("availability", {}))
         availability[str(request_["connectorId"])] = {
