@@ -22,8 +22,10 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 
 from csms.protocol.timefmt import parse_timestamp
-from tests.conftest import Api, open_socket, register, wait_for
+from simulators.charger import EventKind
+from tests.conftest import PASSWORD, Api, basic_auth, open_socket, register, wait_for
 from tests.pki import Authority, csr, pem
+from tests.test_ocpp_connection import refused_status
 from tests.test_sim_csms import TAG, events, simulator, wait_for_event
 
 STAMP = "2026-02-06T14:30:00.000Z"
@@ -374,3 +376,23 @@ async def test_simulator_takes_a_new_sample_interval_at_once(csms, api: Api) -> 
         first, second = (parse_timestamp(s["timestamp"]) for s in samples[:2])
         assert first is not None and second is not None
         assert 0.5 <= (second - first).total_seconds() <= 1.5
+
+
+async def test_a01_a_new_authorization_key_through_change_configuration(csms, api: Api) -> None:
+    """Security Whitepaper A01: the CSMS gives the charger a new AuthorizationKey; once the
+    charger accepts it, the next connection needs it, and the key is shown nowhere."""
+    new_key = "a-new-authorization-key-01"
+    async with simulator(csms, api, "SIM-KEY") as ch:
+        body = {"key": "AuthorizationKey", "value": new_key}
+        done = await send(api, "SIM-KEY", "ChangeConfiguration", body)
+        assert done["status"] == "accepted"
+        view = await api.get("/api/v1/chargers/SIM-KEY")
+        assert new_key not in json.dumps(view) and view["hasPassword"] is True
+        mark = ch.mark()
+        await ch.go_offline()
+        ch.go_online()
+        await ch.wait_for(EventKind.CONNECTED, since=mark, timeout=5)
+    url = f"{csms.ocpp_url}/SIM-KEY"
+    assert await refused_status(url, basic_auth("SIM-KEY", PASSWORD)) == 401
+    ws = await open_socket(csms, "SIM-KEY", password=new_key)
+    await ws.close()
