@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from csms.hub import ChargerHub
+from csms.periodic import every
 from csms.protocol import commands as logic
 from csms.protocol.core import Outcome
 from csms.protocol.frames import CallError, CallResult, encode_call
@@ -470,17 +471,9 @@ class CommandDispatcher:
             self._done.pop(command_id, None)
             future.set_result(stored)
 
-    async def _sweep(self) -> None:
+    async def sweep_once(self) -> None:
         """Pull what a lost notification left waiting; fail what this node's API stored for
         a charger that no node holds any more (it was to be sent now, not on reconnect)."""
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL)  # a period, not a wait for a condition
-            try:
-                await self.sweep_once()
-            except Exception as exc:
-                log.warning("command sweep failed: %s", exc)
-
-    async def sweep_once(self) -> None:
         waiting = {c.charger_id for c in await self.hub.store.open_commands()}
         for charger_id in waiting:
             if self.hub.connection_of(charger_id) is not None:
@@ -550,7 +543,9 @@ class CommandDispatcher:
         """At start: queued-for-reconnect commands wait again; others died with the last run
         (on a cluster: only those of chargers no live node holds)."""
         if self._shared:
-            self._sweeper = asyncio.create_task(self._sweep(), name="command-sweep")
+            self._sweeper = asyncio.create_task(
+                every(SWEEP_INTERVAL, self.sweep_once, "command sweep"), name="command-sweep"
+            )
             return await self._resume_shared()
         resumed = 0
         for command in await self.hub.store.open_commands():
