@@ -11,6 +11,7 @@ import errno
 import gc
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable
 from contextlib import AsyncExitStack
@@ -91,7 +92,7 @@ class Csms:
         catalog = build_catalog()
         try:
             self.webhooks = webhooks = await ThreadedWebhookService.start(
-                store, delivery_config(settings.webhooks), catalog
+                store, delivery_config(settings.webhooks, settings), catalog
             )
         except SecretBoxError as exc:
             raise StartError(
@@ -174,8 +175,13 @@ def _event_types(catalog: Catalog) -> list[dict[str, Any]]:
     return [{"name": t.name, "description": t.description, "example": t.example} for t in catalog]
 
 
-def delivery_config(settings: WebhookSettings) -> DeliveryConfig:
+def delivery_config(settings: WebhookSettings, whole: Any = None) -> DeliveryConfig:
+    # The [cluster] section (node id, lease ttl) may not exist yet: read it with fallbacks.
+    cluster = getattr(whole, "cluster", None)
+    ocpp_port = getattr(getattr(whole, "ocpp", None), "port", 9000)
     return DeliveryConfig(
+        node_id=getattr(cluster, "node_id", None) or f"{socket.gethostname()}:{ocpp_port}",
+        lease_ttl=float(getattr(cluster, "lease_ttl", None) or 10.0),
         allow_private_targets=settings.allow_private_targets,
         timeout=settings.timeout,
         retry_schedule=tuple(settings.retry_schedule),
