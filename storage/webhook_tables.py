@@ -225,10 +225,11 @@ async def acquire_leases(
     clock), bumping each one's token; rows another node is writing under are skipped."""
     rows = await store.fetch_all(
         "WITH free AS (SELECT partition, node_id AS previous FROM delivery_leases"
-        " WHERE node_id IS NULL OR expires_at IS NULL OR expires_at < now()"
+        " WHERE node_id IS NULL OR expires_at IS NULL"
+        " OR expires_at < extract(epoch FROM now())::float8"
         " ORDER BY partition LIMIT ? FOR UPDATE SKIP LOCKED)"
         " UPDATE delivery_leases l SET node_id = ?, token = l.token + 1,"
-        " expires_at = now() + make_interval(secs => ?) FROM free"
+        " expires_at = extract(epoch FROM now())::float8 + ?::float8 FROM free"
         " WHERE l.partition = free.partition"
         " RETURNING l.partition, l.token, l.fanout_pos, free.previous",
         (limit, node_id, ttl),
@@ -246,8 +247,8 @@ async def renew_leases(
     if not held:
         return set()
     rows = await store.fetch_all(
-        "UPDATE delivery_leases l SET expires_at = now() + make_interval(secs => ?)"
-        " FROM unnest(?::int[], ?::bigint[]) AS h(partition, token)"
+        "UPDATE delivery_leases l SET expires_at = extract(epoch FROM now())::float8 + ?::float8"
+        " FROM unnest(?::bigint[], ?::bigint[]) AS h(partition, token)"
         " WHERE l.partition = h.partition AND l.token = h.token AND l.node_id = ?"
         " RETURNING l.partition",
         (ttl, list(held), list(held.values()), node_id),
@@ -261,7 +262,7 @@ async def release_leases(store: SqliteStore, *, node_id: str, held: dict[int, in
     if held:
         await store.fetch_all(
             "UPDATE delivery_leases l SET node_id = NULL, expires_at = NULL"
-            " FROM unnest(?::int[], ?::bigint[]) AS h(partition, token)"
+            " FROM unnest(?::bigint[], ?::bigint[]) AS h(partition, token)"
             " WHERE l.partition = h.partition AND l.token = h.token AND l.node_id = ?"
             " RETURNING l.partition",
             (list(held), list(held.values()), node_id),
@@ -275,7 +276,7 @@ async def live_nodes(store: SqliteStore, *, node_id: str, ttl: float) -> set[str
         "SELECT node_id FROM cluster_nodes WHERE NOT stopped"
         " AND heartbeat_at > now() - make_interval(secs => ?)"
         " UNION SELECT node_id FROM delivery_leases WHERE node_id IS NOT NULL"
-        " AND expires_at > now()",
+        " AND expires_at > extract(epoch FROM now())::float8",
         (ttl,),
     )
     return {r[0] for r in rows} | {node_id}

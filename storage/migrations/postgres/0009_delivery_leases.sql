@@ -3,14 +3,15 @@
 -- delivers its streams (order per endpoint and charger holds cluster-wide). Taking a lease
 -- bumps ``token``; every delivery row, attempt, outcome and cursor a node writes for the
 -- partition checks (node_id, token) in the same transaction, so a node that lost its lease
--- (paused past expires_at, the database's clock) can record nothing for it. fanout_pos is
+-- (paused past expires_at: unix seconds of the database's clock, as
+-- SQLite's column is REAL) can record nothing for it. fanout_pos is
 -- the partition's durable fan-out cursor: its events up to it have every delivery row they
 -- need; a new holder fans out again from there. It starts where the single cursor of 0002 was.
 CREATE TABLE delivery_leases (
-    partition               INTEGER PRIMARY KEY,
+    partition               BIGINT PRIMARY KEY,
     node_id                 TEXT COLLATE "C",
     token                   BIGINT NOT NULL DEFAULT 0,
-    expires_at              TIMESTAMPTZ,
+    expires_at              DOUBLE PRECISION,        -- unix seconds, the database's clock
     fanout_pos              BIGINT NOT NULL DEFAULT 0
 );
 INSERT INTO delivery_leases (partition, fanout_pos)
