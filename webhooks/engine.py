@@ -328,15 +328,19 @@ class Engine:
         return window
 
     async def _poll_log(self) -> None:
-        """Clustered: other nodes' events reach this one only through the log."""
+        """Clustered: other nodes' events reach this one only through the log. The log is
+        read when its end was already past the fan-out a poll ago (this node's own commits
+        are handed over by the commit listener meanwhile: no read for them)."""
+        seen = 0
         while True:
             await asyncio.sleep(POLL_LOG)
             if not self._active or not self.ledger.held():
                 continue
+            if self.ledger.fanned_to < seen:
+                self._from_store = True
+                self._fanout_wake.set()
             with contextlib.suppress(Exception):
-                if await tables.max_event_pos(self.store) > self.ledger.fanned_to:
-                    self._from_store = True
-                    self._fanout_wake.set()
+                seen = await tables.max_event_pos(self.store)
 
     # -- endpoints -----------------------------------------------------------------------
 
