@@ -105,6 +105,7 @@ class Csms:
         hub.wants = webhooks.wants
         self.metrics = metrics = Metrics()
         metrics.count_connected(hub.connected_count)
+        metrics.count_partitions(webhooks.partitions_held)
         store.add_commit_listener(metrics.on_commit)
         webhooks.add_commit_listener(metrics.on_other_commit)
         webhooks.add_attempt_observer(metrics.delivery)
