@@ -228,19 +228,36 @@ class Ledger:
             for delivery_id, d in taken
         ]
 
-    def system_event(self, event_type: str, data: dict[str, object]) -> tuple[Event, list[Write]]:
-        """An event of no charger, with the next sequence of its own (counter in the same
-        transaction). The caller writes the returned rows."""
+    def system_event_now(
+        self, event_type: str, data: dict[str, object]
+    ) -> tuple[Event, list[Write]]:
+        """One node: an event of no charger, with the next sequence of its own (its counter
+        in the same transaction). The caller writes the returned rows."""
+        assert not self.clustered, "clustered: system_event (the sequence is the database's)"
         self._system_sequence += 1
-        event = Event(
+        return self._event(event_type, data, self._system_sequence), [
+            tables.set_counter(tables.SYSTEM_SEQUENCE, self._system_sequence)
+        ]
+
+    async def system_event(
+        self, event_type: str, data: dict[str, object]
+    ) -> tuple[Event, list[Write]]:
+        """As ``system_event_now``; clustered, the sequence is taken from the database's
+        counter (one round trip), so that nodes never give out the same one."""
+        if not self.clustered:
+            return self.system_event_now(event_type, data)
+        sequence = await tables.next_system_sequence(self.store)
+        return self._event(event_type, data, sequence), []
+
+    def _event(self, event_type: str, data: dict[str, object], sequence: int) -> Event:
+        return Event(
             id=self.new_id("evt"),
             type=event_type,
             charger_id=None,
-            sequence=self._system_sequence,
+            sequence=sequence,
             timestamp=iso_utc(self.clock()),
             data=data,
         )
-        return event, [event, tables.set_counter(tables.SYSTEM_SEQUENCE, self._system_sequence)]
 
     # -- writing -------------------------------------------------------------------------
 

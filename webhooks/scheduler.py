@@ -346,6 +346,15 @@ class Scheduler:
             del self._streams[stream.key]
             self._endpoints[stream.key[0]].streams.discard(stream.key)
 
+    def head_failed(self, key: StreamKey) -> bool:
+        """Has the stream's head failed (and not been settled since)? What comes behind it
+        may then wait for hours, so the fan-out writes it at once."""
+        stream = self._streams.get(key)
+        if stream is None or not stream.queue:
+            return False
+        attempts = stream.queue[0].attempts
+        return attempts > 1 or (attempts == 1 and not stream.in_flight)
+
     def postpone(self, delivery_id: int, next_at: float) -> None:
         """An in-flight head that was not posted after all (its lease is about to run out):
         the attempt does not count, and it is due again at ``next_at``."""
