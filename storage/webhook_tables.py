@@ -219,20 +219,23 @@ class Taken:
 
 
 async def acquire_leases(
-    store: SqliteStore, *, node_id: str, ttl: float, limit: int
+    store: SqliteStore, *, node_id: str, ttl: float, limit: int, held: Sequence[int]
 ) -> list[Taken]:
-    """Take up to ``limit`` partitions that are free or whose lease ran out (the database's
-    clock), bumping each one's token; rows another node is writing under are skipped."""
+    """Take up to ``limit`` partitions that are free, whose lease ran out (the database's
+    clock), or that a previous run of this node id held (a restart need not wait for them
+    to run out), bumping each one's token; rows another node is writing under are skipped,
+    and so are those this run holds (``held``)."""
     rows = await store.fetch_all(
         "WITH free AS (SELECT partition, node_id AS previous FROM delivery_leases"
-        " WHERE node_id IS NULL OR expires_at IS NULL"
-        " OR expires_at < extract(epoch FROM now())::float8"
+        " WHERE (node_id IS NULL OR node_id = ? OR expires_at IS NULL"
+        " OR expires_at < extract(epoch FROM now())::float8)"
+        " AND partition <> ALL(?::bigint[])"
         " ORDER BY partition LIMIT ? FOR UPDATE SKIP LOCKED)"
         " UPDATE delivery_leases l SET node_id = ?, token = l.token + 1,"
         " expires_at = extract(epoch FROM now())::float8 + ?::float8 FROM free"
         " WHERE l.partition = free.partition"
         " RETURNING l.partition, l.token, l.fanout_pos, free.previous",
-        (limit, node_id, ttl),
+        (node_id, list(held), limit, node_id, ttl),
     )
     return [
         Taken(partition=r[0], token=r[1], cursor=r[2], previous_node=r[3])
@@ -267,6 +270,15 @@ async def release_leases(store: SqliteStore, *, node_id: str, held: dict[int, in
             " RETURNING l.partition",
             (list(held), list(held.values()), node_id),
         )
+
+
+async def next_system_sequence(store: SqliteStore) -> int:
+    """The next sequence of events of no charger, from the shared counter (several nodes)."""
+    row = await store.fetch_one(
+        "INSERT INTO webhook_counters (name, value) VALUES ('system_sequence', 1)"
+        " ON CONFLICT (name) DO UPDATE SET value = webhook_counters.value + 1 RETURNING value"
+    )
+    return int(row[0])
 
 
 async def live_nodes(store: SqliteStore, *, node_id: str, ttl: float) -> set[str]:

@@ -352,7 +352,7 @@ class Engine:
             async with ledger.lock:
                 # Its in-memory deliveries must show as pending, and every outcome so far
                 # as settled, to the candidate query.
-                await asyncio.shield(ledger.append(ledger.write_out(endpoint.id)))
+                await asyncio.shield(ledger.append(ledger.write_out(endpoint.id), cursors=True))
                 heads = await tables.replay_candidates(
                     self.store,
                     endpoint_id=endpoint.id,

@@ -167,7 +167,7 @@ class LeaseKeeper:
     async def _take(self, limit: int, live: int) -> None:
         started = self._monotonic()
         taken = await tables.acquire_leases(
-            self._store, node_id=self.node_id, ttl=self.ttl, limit=limit
+            self._store, node_id=self.node_id, ttl=self.ttl, limit=limit, held=list(self.leases)
         )
         grants: list[Grant] = []
         for t in taken:

@@ -53,6 +53,7 @@ class Ledger:
         self._cursors: dict[int, int] = {}  # as last written
         self._catching: set[int] = set()  # taken over, not fanned out up to ``fanned_to`` yet
         self._cursor_due = 0.0  # monotonic: when moved cursors may be written again
+        self._cursor_timer: asyncio.TimerHandle | None = None
         self.fanned_to = 0  # events up to here are fanned out (in memory)
         self._last_id = 0  # the last delivery id given out
         self._id_limit = 0  # clustered: the last id of the reserved block
@@ -68,6 +69,10 @@ class Ledger:
             self._id_limit = -1  # unlimited
 
     async def close(self) -> None:
+        """Write the cursors as they are, and what waits; then stop."""
+        if self._cursor_timer is not None:
+            self._cursor_timer.cancel()
+        self.append([], cursors=True)
         await self.journal.close()
 
     # -- partitions ----------------------------------------------------------------------
@@ -263,12 +268,25 @@ class Ledger:
 
     def append(self, writes: list[Write], *, cursors: bool = False) -> asyncio.Future[None]:
         """Journal these writes (in order after everything appended before), and the moved
-        cursors after them when they are due (or ``cursors``: at once)."""
+        cursors after them when they are due (or ``cursors``: at once, and the future then
+        also covers everything appended before)."""
         now = time.monotonic()
         if cursors or now >= self._cursor_due:
             self._cursor_due = now + CURSOR_EVERY
             writes += self._moved_cursors()
+        elif self._cursor_timer is None:  # moved cursors are written soon, also when idle
+            self._cursor_timer = asyncio.get_running_loop().call_later(
+                self._cursor_due - now, self._write_cursors
+            )
+        if not writes and not cursors:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
         return self.journal.append(writes)
+
+    def _write_cursors(self) -> None:
+        self._cursor_timer = None
+        self.append([])
 
     async def write(self, writes: Iterable[Write]) -> None:
         """Write and wait until durable (raises ``StoreUnavailable`` if the store is away)."""
