@@ -16,6 +16,9 @@ from storage.records import Event, Statement
 from storage.sqlite import SqliteStore
 
 PENDING = "pending"
+# Queued by a node for a partition another node holds (replay, redeliver in a cluster): the
+# holder takes it into its streams and makes it pending (migration 0009).
+HANDOFF = "handoff"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 
@@ -449,18 +452,18 @@ def prune(*, cutoff: str, max_event_pos: int, batch: int) -> list[Statement]:
         Statement(
             "DELETE FROM webhook_attempts WHERE id IN (SELECT a.id FROM webhook_attempts a"
             " WHERE a.started_at < ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d"
-            " WHERE d.id = a.delivery_id AND d.status = 'pending') LIMIT ?)",
+            " WHERE d.id = a.delivery_id AND d.status IN ('pending', 'handoff')) LIMIT ?)",
             (cutoff, batch),
         ),
         Statement(
             "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
-            " WHERE created_at < ? AND status != 'pending' LIMIT ?)",
+            " WHERE created_at < ? AND status NOT IN ('pending', 'handoff') LIMIT ?)",
             (cutoff, batch),
         ),
         Statement(
             "DELETE FROM events WHERE pos IN (SELECT e.pos FROM events e WHERE e.timestamp < ?"
             " AND e.pos <= ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d"
-            " WHERE d.event_pos = e.pos AND d.status = 'pending') LIMIT ?)",
+            " WHERE d.event_pos = e.pos AND d.status IN ('pending', 'handoff')) LIMIT ?)",
             (cutoff, max_event_pos, batch),
         ),
     ]
@@ -565,6 +568,21 @@ async def load_pending(store: SqliteStore) -> list[DeliveryRow]:
     return [_delivery(r) for r in rows]
 
 
+async def load_handoffs(store: SqliteStore) -> list[DeliveryRow]:
+    rows = await store.fetch_all(
+        "SELECT * FROM webhook_deliveries WHERE status = 'handoff' ORDER BY id"
+    )
+    return [_delivery(r) for r in rows]
+
+
+def accept_handoff(delivery_id: int, fence: Fence | None) -> Statement:
+    """A delivery handed over by another node is in this holder's streams now."""
+    sql = "UPDATE webhook_deliveries SET status = 'pending' WHERE id = ? AND status = 'handoff'"
+    if fence is None:
+        return Statement(sql, (delivery_id,))
+    return Statement(f"{sql} AND {_FENCE}", (delivery_id, *fence))
+
+
 async def load_counters(store: SqliteStore) -> dict[str, int]:
     rows = await store.fetch_all("SELECT name, value FROM webhook_counters")
     return {row["name"]: int(row["value"]) for row in rows}
@@ -667,7 +685,7 @@ async def replay_candidates(
     if until is not None:
         sql += " AND e.timestamp < ?"
         params.append(until)
-    excluded = "('pending', 'succeeded')" if only_failed else "('pending')"
+    excluded = "('pending', 'handoff', 'succeeded')" if only_failed else "('pending', 'handoff')"
     sql += (
         " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_pos = e.pos"
         f" AND d.endpoint_id = ? AND d.status IN {excluded}) ORDER BY e.pos LIMIT ?"
@@ -704,7 +722,7 @@ async def has_prunable(store: SqliteStore, *, cutoff: str, max_event_pos: int) -
     row = await store.fetch_one(
         "SELECT 1 FROM events e WHERE e.timestamp < ? AND e.pos <= ? AND NOT EXISTS"
         " (SELECT 1 FROM webhook_deliveries d WHERE d.event_pos = e.pos"
-        " AND d.status = 'pending') LIMIT 1",
+        " AND d.status IN ('pending', 'handoff')) LIMIT 1",
         (cutoff, max_event_pos),
     )
     if row is not None:
@@ -712,7 +730,7 @@ async def has_prunable(store: SqliteStore, *, cutoff: str, max_event_pos: int) -
     row = await store.fetch_one(
         "SELECT 1 FROM webhook_attempts a WHERE a.started_at < ? AND NOT EXISTS"
         " (SELECT 1 FROM webhook_deliveries d WHERE d.id = a.delivery_id"
-        " AND d.status = 'pending') LIMIT 1",
+        " AND d.status IN ('pending', 'handoff')) LIMIT 1",
         (cutoff,),
     )
     return row is not None

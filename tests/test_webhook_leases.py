@@ -19,7 +19,8 @@ from webhooks.partitions import PARTITIONS
 pytest_plugins = ["tests.pg"]
 
 TTL = 1.0
-CONFIG = dataclasses.replace(FAST, lease_ttl=TTL, retry_schedule=(0.1,) * 100)
+# retention 0: the test events are dated months ago, and a node starting prunes them
+CONFIG = dataclasses.replace(FAST, lease_ttl=TTL, retry_schedule=(0.1,) * 100, retention=0)
 
 
 def node(name: str, **changes: Any) -> Any:
@@ -137,9 +138,10 @@ async def test_an_answer_after_the_take_over_is_refused_by_the_fence(pg_url):
 async def test_two_live_nodes_share_the_partitions_and_keep_order(pg_url):
     """With both nodes live (cluster_nodes heartbeats), A gives half its partitions back
     (after writing their state) and B takes them; every stream is delivered once, in order,
-    whichever node holds it."""
+    whichever node holds it. A replay through B queues every event, those of A's
+    partitions handed over to A through the store."""
     async with receiver() as rec, webhook_service(pg_url, node("A")) as (store_a, a):
-        await a.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        endpoint = await a.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         source = EventSource(store_a)
         chargers = [f"CP-{n}" for n in range(12)]
         for charger in chargers:
@@ -158,3 +160,11 @@ async def test_two_live_nodes_share_the_partitions_and_keep_order(pg_url):
             await rec.wait_for(lambda: len(rec.delivered()) == 48)
             in_order(rec, chargers, 4)
             assert len(rec.delivered()) == 48  # a clean handover: nothing twice
+            queued = await b.replay(
+                endpoint.id, since="2026-01-01T00:00:00.000Z", until=None, only_failed=False
+            )
+            assert queued == 48
+            await rec.wait_for(lambda: len(rec.delivered()) == 96)
+            for charger in chargers:
+                got = [e["sequence"] for e in rec.delivered() if e["chargerId"] == charger]
+                assert got == [1, 2, 3, 4] * 2, (charger, got)  # replays behind, in order

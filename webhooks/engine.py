@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 BODY_CACHE = 20_000  # envelopes kept for dispatch; the rest is read back from the store
 PRUNE_ROUNDS = 50
+POLL_HANDOFFS = 0.25  # clustered: seconds between looks for deliveries other nodes queued
 
 
 class Engine:
@@ -159,7 +160,10 @@ class Engine:
             asyncio.create_task(self._prune_loop(), name="webhook-prune"),
         ]
         if self.clustered:
-            self._tasks.append(asyncio.create_task(self.fanout.poll_log(), name="webhook-poll"))
+            self._tasks += [
+                asyncio.create_task(self.fanout.poll_log(), name="webhook-poll"),
+                asyncio.create_task(self._take_handoffs(), name="webhook-handoffs"),
+            ]
 
     async def close(self) -> None:
         """Give the partitions back (their state written first), stop, flush the ledger."""
@@ -320,23 +324,70 @@ class Engine:
     async def _enqueue_locked(
         self, endpoint_id: str, events: Sequence[tables.EventHead]
     ) -> list[int]:
-        ledger = self.ledger
-        events = [e for e in events if ledger.holds(ledger.partition_of(e.charger_id))]
         if not events:
             return []
+        ledger = self.ledger
         now = self.clock()
         await ledger.reserve_ids(len(events))
         # The endpoint's in-memory deliveries are written first: they come before these in
         # their streams, and a restart rebuilds the streams in the order of the rows' ids.
         writes = ledger.write_out(endpoint_id)
-        pendings = [
-            ledger.new_row(endpoint_id, e.pos, e.id, e.charger_id, now, writes) for e in events
-        ]
+        pendings: list[Pending] = []
+        handed = 0
+        for e in events:
+            if ledger.holds(ledger.partition_of(e.charger_id)):
+                pendings.append(ledger.new_row(endpoint_id, e.pos, e.id, e.charger_id, now, writes))
+            else:  # another node delivers that stream: it takes the row from the store
+                writes.append(ledger.handoff_row(endpoint_id, e.pos, e.id, e.charger_id, now))
+                handed += 1
         writes += ledger.id_counter()
         await asyncio.shield(ledger.append(writes))
         self.scheduler.add(pendings)
         self.wake()
-        return [p.delivery_id for p in pendings]
+        return [p.delivery_id for p in pendings] + [0] * handed
+
+    async def _take_handoffs(self) -> None:
+        """Clustered: deliveries other nodes queued for the partitions this one holds join
+        their streams (the row becomes pending, fenced). Each is taken once: ``taken``
+        remembers those whose change of status may not be durable yet."""
+        taken: set[int] = set()
+        while True:
+            await asyncio.sleep(POLL_HANDOFFS)
+            try:
+                rows = await tables.load_handoffs(self.store)
+            except Exception as exc:
+                log.debug("handed-over deliveries not read: %s", exc)
+                continue
+            taken &= {r.id for r in rows}
+            ledger = self.ledger
+            async with ledger.lock:
+                fresh = [
+                    r
+                    for r in rows
+                    if r.id not in taken
+                    and r.endpoint_id in self.registry.by_id  # else: once it is synchronised
+                    and ledger.holds(ledger.partition_of(r.charger_id))
+                ]
+                if not fresh:
+                    continue
+                taken |= {r.id for r in fresh}
+                ledger.append(
+                    [
+                        tables.accept_handoff(r.id, ledger.fence(ledger.partition_of(r.charger_id)))
+                        for r in fresh
+                    ]
+                )
+                self.scheduler.add(
+                    Pending(
+                        delivery_id=r.id,
+                        endpoint_id=r.endpoint_id,
+                        charger_id=r.charger_id,
+                        event_pos=r.event_pos,
+                        next_at=r.next_attempt_at,
+                    )
+                    for r in fresh
+                )
+            self.wake()
 
     async def replay(
         self, endpoint: Endpoint, *, since: str, until: str | None, only_failed: bool, chunk: int
@@ -350,6 +401,8 @@ class Engine:
             # Under the ledger's lock and only up to the fan-out position: events past it
             # will be fanned out to the endpoint as it is now, and must not be queued twice.
             async with ledger.lock:
+                if not after and self.registry.active:
+                    await self.fanout.to_log_end()
                 # Its in-memory deliveries must show as pending, and every outcome so far
                 # as settled, to the candidate query.
                 await asyncio.shield(ledger.append(ledger.write_out(endpoint.id), cursors=True))

@@ -152,6 +152,12 @@ class FanOut:
         self.fan_out(items)
         return len(events) == FANOUT_BATCH
 
+    async def to_log_end(self) -> None:
+        """Fan out everything the log holds now (a replay's bound is then the log's end, also
+        for events committed by other nodes). Hold the ledger's lock."""
+        while await self._from_log(None):
+            pass
+
     async def catch_up(self, partitions: set[int], low: int, upto: int) -> None:
         """Fan out the events of partitions just taken over in (low, upto]: the rest of the
         log up to there was fanned out before they were ours. Hold the ledger's lock."""

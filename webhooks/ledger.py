@@ -174,6 +174,24 @@ class Ledger:
             next_at=now,
         )
 
+    def handoff_row(self, endpoint_id: str, pos: int, event_id: str, charger_id: str | None,
+                    now: float) -> Write:  # fmt: skip
+        """A delivery for a partition another node holds (replay, redeliver through this
+        node's API): written for the holder to take into its streams (unfenced: not ours)."""
+        return tables.insert_delivery(
+            tables.DeliveryRow(
+                id=self.next_id(),
+                endpoint_id=endpoint_id,
+                event_pos=pos,
+                event_id=event_id,
+                charger_id=charger_id,
+                status=tables.HANDOFF,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=iso_utc(now),
+            )
+        )
+
     def in_memory(self, endpoint_id: str, pos: int, event_id: str, charger_id: str | None,
                   partition: int, now: float, created_at: str) -> Pending:  # fmt: skip
         """A fanned-out delivery, in memory until its first answer."""

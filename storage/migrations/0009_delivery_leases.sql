@@ -14,3 +14,6 @@ WITH RECURSIVE p(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM p WHERE n < 63)
 INSERT INTO delivery_leases (partition, fanout_pos)
 SELECT n, COALESCE((SELECT value FROM webhook_counters WHERE name = 'fanout_pos'), 0) FROM p;
 DELETE FROM webhook_counters WHERE name IN ('fanout_pos', 'journal_flush');
+-- Deliveries queued by one node for a partition another node holds (replay, redeliver
+-- through any node's API) wait as 'handoff' until the holder takes them into its streams.
+CREATE INDEX webhook_deliveries_handoff ON webhook_deliveries (id) WHERE status = 'handoff';

@@ -19,3 +19,6 @@ SELECT n, COALESCE((SELECT value FROM webhook_counters WHERE name = 'fanout_pos'
 FROM generate_series(0, 63) AS n;
 -- The journal's flush mark becomes one row per node ('journal_flush:<node id>').
 DELETE FROM webhook_counters WHERE name IN ('fanout_pos', 'journal_flush');
+-- Deliveries queued by one node for a partition another node holds (replay, redeliver
+-- through any node's API) wait as 'handoff' until the holder takes them into its streams.
+CREATE INDEX webhook_deliveries_handoff ON webhook_deliveries (id) WHERE status = 'handoff';
