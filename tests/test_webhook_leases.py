@@ -168,3 +168,24 @@ async def test_two_live_nodes_share_the_partitions_and_keep_order(pg_url):
             for charger in chargers:
                 got = [e["sequence"] for e in rec.delivered() if e["chargerId"] == charger]
                 assert got == [1, 2, 3, 4] * 2, (charger, got)  # replays behind, in order
+
+
+async def test_a_node_past_its_lease_by_its_own_clock_posts_nothing(pg_url):
+    """A stops renewing (what a pause does) but runs on: once its leases ran out by its own
+    clock it posts nothing more, so B, taking over, is the only one to post each event; A's
+    next renewal finds every partition taken and drops them."""
+    async with receiver() as rec, webhook_service(pg_url, node("A")) as (store_a, a):
+        await a.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        keeper = a.engine.leases
+        assert keeper is not None
+        await keeper.close(release=False)
+        await until(lambda: not any(keeper.valid(p) for p in range(PARTITIONS)), 3 * TTL)
+        await EventSource(store_a).emit("CP-1", 3)  # A fans them out, but may not post them
+        async with webhook_service(pg_url, node("B")) as (_, b):
+            await until(lambda: held(b) == PARTITIONS, timeout=5 * TTL)
+            await rec.wait_for(lambda: len(rec.delivered()) == 3)
+            await b.engine.settled()
+            await keeper.renew()
+            assert held(a) == 0 and a.engine.scheduler.pending == 0
+        assert [e["sequence"] for e in rec.delivered()] == [1, 2, 3]
+        assert len(rec.requests) == 3  # none of them from A
