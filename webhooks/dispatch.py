@@ -145,7 +145,7 @@ class Dispatcher:
 
     def _dispatch(self, batch: list[Dispatch]) -> None:
         """A task per POST whose body is cached; one task reads the others' bodies first."""
-        missing: list[Dispatch] = []
+        missing: list[tuple[Dispatch, int]] = []
         now = self.clock()
         part = self._ledger.partition_of
         for d in batch:
@@ -159,7 +159,7 @@ class Dispatcher:
                 continue
             found = self._bodies.get(d.event_pos)
             if found is None:
-                missing.append(d)
+                missing.append((d, token))
                 continue
             endpoint = self._registry.get(d.endpoint_id)
             if endpoint is None:
@@ -213,29 +213,28 @@ class Dispatcher:
         )
         return [tables.upsert_delivery(row, fence)]
 
-    async def _run_batch(self, batch: list[Dispatch]) -> None:
+    async def _run_batch(self, batch: list[tuple[Dispatch, int]]) -> None:
+        """Read the bodies of these (with the token each was dispatched under), then post."""
         ledger = self._ledger
         try:
-            bodies = await self._bodies.fetch(d.event_pos for d in batch)
+            bodies = await self._bodies.fetch(d.event_pos for d, _ in batch)
         except Exception:
             # The store could not be read: nothing was sent, so count a failed attempt and
             # retry on schedule; only an event really gone from the store is given up.
             log.exception("could not read events to deliver")
-            for d in batch:
-                token = ledger.token(ledger.partition_of(d.charger_id))
+            for d, token in batch:
                 failed = AttemptResult(status_code=None, latency_ms=0, error="not read")
                 self._finish(d, failed, token)
             return
         now = self.clock()
         gone: list[Dispatch] = []
-        for d in batch:
+        for d, token in batch:
             endpoint = self._registry.get(d.endpoint_id)
             found = bodies.get(d.event_pos)
             partition = ledger.partition_of(d.charger_id)
-            token = ledger.token(partition)
-            if token is None:
-                self._scheduler.forget(d.delivery_id)
-            elif endpoint is None or found is None:
+            if ledger.token(partition) != token:
+                continue  # dropped meanwhile, in-flight head and all: another node's now
+            if endpoint is None or found is None:
                 gone.append(d)
             else:
                 self._post(d, endpoint, found, now, partition, token)
@@ -248,6 +247,8 @@ class Dispatcher:
     ) -> None:  # fmt: skip
         event_id, _, body = found
         try:
+            if self._ledger.token(partition) != token:
+                return  # dropped since it was dispatched: another node's now
             window = self._window(partition)
             if window is False:  # checked again right before the POST
                 self._postpone(d)
@@ -276,7 +277,7 @@ class Dispatcher:
         self,
         d: Dispatch,
         result: AttemptResult,
-        token: int | None,
+        token: int,
         sent: tuple[Body, float] | None = None,
     ) -> None:
         """Record an answer: the scheduler decides, ``record`` says what to write, the ledger
@@ -285,8 +286,9 @@ class Dispatcher:
         answer for a partition no longer held with ``token`` is not recorded."""
         ledger = self._ledger
         partition = ledger.partition_of(d.charger_id)
-        if token is None or ledger.token(partition) != token:
-            self._scheduler.forget(d.delivery_id)  # another node's now: not ours to record
+        if ledger.token(partition) != token:
+            # Another node's now: not ours to record. Its stream was dropped with this head
+            # (the scheduler no longer knows this flight: nothing to tell it).
             return
         if self.leases is not None and not self.leases.valid(partition):
             # Paused past the lease (by this node's clock): it may be another node's by now;

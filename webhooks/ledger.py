@@ -98,6 +98,10 @@ class Ledger:
     def held(self) -> list[int]:
         return sorted(self._fences)
 
+    def held_count(self) -> int:
+        """How many partitions are held: one atomic read, safe from another thread."""
+        return len(self._fences)
+
     def fence(self, partition: int) -> tables.Fence | None:
         return self._fences.get(partition)
 
@@ -116,10 +120,6 @@ class Ledger:
         """Is this event (of this partition) one this node fans out?"""
         floor = self._floors.get(partition)
         return floor is not None and pos > floor
-
-    def lowest_cursor(self) -> int:
-        """The lowest cursor written of the partitions held (retention's bound, one node)."""
-        return min(self._cursors.values(), default=0)
 
     # -- ids -----------------------------------------------------------------------------
 

@@ -358,7 +358,9 @@ class Scheduler:
     def postpone(self, delivery_id: int, next_at: float) -> None:
         """An in-flight head that was not posted after all (its lease is about to run out):
         the attempt does not count, and it is due again at ``next_at``."""
-        stream = self._flying.pop(delivery_id)
+        stream = self._flying.pop(delivery_id, None)
+        if stream is None:
+            return
         stream.in_flight = False
         if self._streams.get(stream.key) is not stream or not stream.queue:
             return
@@ -368,8 +370,8 @@ class Scheduler:
         self._push(stream)
 
     def forget(self, delivery_id: int) -> None:
-        """An in-flight delivery whose answer is not this node's to record (its partition was
-        taken over, or its stream dropped): no decision, nothing changes but the count."""
+        """An in-flight head that is not this node's to post after all (its partition is not
+        held): no decision; the stream goes on (or was dropped)."""
         stream = self._flying.pop(delivery_id, None)
         if stream is not None:
             stream.in_flight = False
@@ -377,14 +379,17 @@ class Scheduler:
                 self._push(stream)
 
     def drop_streams(self, dropped: Callable[[StreamKey], bool]) -> None:
-        """Drop these streams whole (their partition is another node's now); their in-flight
-        heads are forgotten when they answer."""
+        """Drop these streams whole, their in-flight heads too (their partition is another
+        node's now): an answer still on its way must not touch the scheduler (the same
+        delivery may be queued again by a later take-over)."""
         for key in [k for k in self._streams if dropped(k)]:
             stream = self._streams.pop(key)
             self._pending -= len(stream.queue)
             state = self._endpoints.get(key[0])
             if state is not None:
                 state.streams.discard(key)
+        for delivery_id in [i for i, s in self._flying.items() if dropped(s.key)]:
+            del self._flying[delivery_id]
 
     def snapshot(self) -> dict[str, tuple[int, int | None]]:
         """Per endpoint: deliveries queued (in flight included) and the smallest event pos

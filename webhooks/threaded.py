@@ -186,7 +186,7 @@ class ThreadedWebhookService:
 
     def partitions_held(self) -> int:
         """How many delivery partitions this node holds now (a plain read of a dict's size)."""
-        return len(self.service.engine.partitions_held())
+        return self.service.engine.ledger.held_count()
 
     async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one of the service's coroutines on its loop; await its result here."""
