@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import Awaitable
 from contextlib import AsyncExitStack
+from importlib import metadata
 from typing import Any
 
 from aiohttp import web
@@ -24,8 +25,11 @@ from csms.api.metrics import METRICS_PATH, PENDING_SOURCE
 from csms.api.webhooks import WEBHOOK_SERVICE
 from csms.api.webhooks import routes as webhook_routes
 from csms.catalog import build_catalog
+from csms.certificates import CertificateAuthority, CertificateSigner
+from csms.cluster import PgCluster, Solo, default_node_id
 from csms.commands import CommandDispatcher
 from csms.config import Settings, WebhookSettings
+from csms.handshake_security import TlsSetupError
 from csms.hub import ChargerHub
 from csms.ids import IdSource
 from csms.logs import AccessLogger, access_logger
@@ -34,6 +38,7 @@ from csms.protocol.state import CoreSettings
 from csms.server import OcppServer
 from csms.tokens import FIRST_TOKEN_ID, TokenCheck, create_token
 from storage import display_url, open_store
+from storage.cluster import ClusterTables
 from storage.migrations import NewerSchemaError
 from storage.store import Store
 from webhooks import Catalog, DeliveryConfig
@@ -62,6 +67,7 @@ class Csms:
         self.webhooks: ThreadedWebhookService
         self.metrics: Metrics
         self.ocpp: OcppServer
+        self.cluster: Solo
         self._runner: web.AppRunner
 
     @classmethod
@@ -86,9 +92,24 @@ class Csms:
             authorization=settings.ocpp.authorization,
             heartbeat_interval=settings.ocpp.heartbeat_interval,
             retry_interval=min(60, settings.ocpp.heartbeat_interval),
+            signs_certificates=bool(settings.ocpp.tls_ca_key),
         )
-        ids = IdSource(await store.max_transaction_id())
-        self.hub = hub = ChargerHub(store, ids, core_settings)
+        self.cluster = cluster = _cluster(settings, store)
+        if isinstance(cluster, PgCluster):
+            # Transaction ids in blocks from the database: the nodes never hand out one twice.
+            ids = IdSource(0, take_block=cluster.tables.take_transaction_ids)
+            await cluster.start(
+                api_url=f"http://{settings.api.host}:{settings.api.port}",
+                ocpp_url=f"ws://{settings.ocpp.host}:{settings.ocpp.port}/ocpp",
+                version=_version(),
+            )
+            stack.push_async_callback(cluster.close)  # after the sockets closed: released
+        else:
+            ids = IdSource(await store.max_transaction_id())
+        self.hub = hub = ChargerHub(store, ids, core_settings, cluster=cluster)
+        cluster.handlers["taken"] = hub.on_taken
+        cluster.on_lost_charger = hub.on_lost_charger
+        cluster.on_fence_lost = hub.check_fences
         catalog = build_catalog()
         try:
             self.webhooks = webhooks = await ThreadedWebhookService.start(
@@ -116,10 +137,21 @@ class Csms:
             hub, call_timeout=settings.ocpp.call_timeout, on_status=metrics.command
         )
         stack.push_async_callback(dispatcher.close)
+        cluster.handlers["command"] = dispatcher.on_command_stored
+        cluster.handlers["command_done"] = dispatcher.on_command_done
+        cluster.handlers["cancel"] = dispatcher.on_cancel
         resumed = await dispatcher.resume()
         if resumed:
             log.info("%d queued commands wait for their chargers", resumed)
         self.ocpp = ocpp = OcppServer(hub, settings.ocpp, metrics)
+        if settings.ocpp.tls_ca_key:
+            try:
+                authority = CertificateAuthority.load(
+                    settings.ocpp.tls_ca, settings.ocpp.tls_ca_key
+                )
+            except TlsSetupError as exc:
+                raise StartError(str(exc)) from None
+            ocpp.after_reply.append(CertificateSigner(authority, dispatcher, hub.clock).after_reply)
         app = create_app(
             hub=hub,
             dispatcher=dispatcher,
@@ -147,7 +179,11 @@ class Csms:
             web.TCPSite(runner, settings.api.host, settings.api.port).start(),
         )
         stack.push_async_callback(ocpp.close)
-        await _listen("ocpp", settings.ocpp.host, settings.ocpp.port, ocpp.start())
+        try:
+            await _listen("ocpp", settings.ocpp.host, settings.ocpp.port, ocpp.start())
+        except TlsSetupError as exc:
+            raise StartError(str(exc)) from None
+        await cluster.describe(api_url=self.api_url, ocpp_url=self.ocpp_url)
         # Made only now that nothing else can fail, and printed by the caller at once: a
         # start that fails never leaves a stored token nobody saw.
         if tokens.uses_stored_tokens and not await store.list_api_tokens():
@@ -170,6 +206,24 @@ class Csms:
 
     async def close(self) -> None:
         await self._stack.aclose()
+
+
+def _version() -> str:
+    try:
+        return metadata.version("chargehook")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _cluster(settings: Settings, store: Store) -> Solo:
+    """This node: one of a cluster on PostgreSQL, alone on SQLite (DESIGN 8)."""
+    # The same id after a restart: what the last run held is this one's to close.
+    node_id = settings.cluster.node_id or default_node_id(socket.gethostname(), settings.ocpp.port)
+    if settings.storage.is_postgres:
+        return PgCluster(
+            ClusterTables(store), settings.storage.url, node_id, settings.cluster.lease_ttl
+        )
+    return Solo(node_id)
 
 
 def _event_types(catalog: Catalog) -> list[dict[str, Any]]:

@@ -8,6 +8,12 @@ caller asked to queue for an offline charger (``?queue=true``) wait for the next
 also across restarts. A command still waiting in its queue can be cancelled (``cancel``): it
 fails with error ``cancelled`` and is never sent.
 
+On a cluster (DESIGN 8) the commands table is the queue: a command stored on any node is
+sent by the node that holds its charger's socket, which pulls the charger's open commands in
+the order they were stored, when told (NOTIFY), when the charger connects, and on a periodic
+sweep (a lost notification delays, never loses). ``?wait`` on another node wakes on the
+outcome's notification, or finds it in the table.
+
 This module never runs inside the handling of a charger's own message: answers arrive through
 ``on_answer`` (called by the frame loop) and only resolve a future, so a charger's socket is
 never blocked waiting for itself.
@@ -16,13 +22,15 @@ never blocked waiting for itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from csms.hub import ChargerHub
+from csms.periodic import every
 from csms.protocol import commands as logic
 from csms.protocol.core import Outcome
 from csms.protocol.frames import CallError, CallResult, encode_call
@@ -43,6 +51,10 @@ class UnknownCommand(LookupError):
 
 # The error of a command cancelled before it was sent; the shape of every command error.
 CANCELLED = {"code": "cancelled", "message": "cancelled through the API before it was sent"}
+SWEEP_INTERVAL = 2.0  # seconds between a cluster node's pulls of commands it was not told of
+WAIT_POLL = 1.0  # ... and between reads of a command another node sends, for ?wait=
+FINISHED_KEPT = 10_000  # ids of commands finished here that pulls skip (newest kept)
+SETTLE_WAIT = 5.0  # at most this long for the in-flight outcome before those behind it fail
 
 
 @dataclass(slots=True, eq=False)
@@ -81,9 +93,17 @@ class CommandDispatcher:
         self._done: dict[str, asyncio.Future[Command]] = {}  # for ?wait=
         self._tasks: set[asyncio.Task[Command]] = set()  # cancellations being recorded
         self._closing = False
+        self._shared = hub.cluster.shared
+        self._remote: dict[str, str] = {}  # commands stored here for another node: charger id
+        # Commands recently finished here: a pull that read the table before their outcome
+        # was committed must not queue them again.
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._sweeper: asyncio.Task[None] | None = None
         hub.answer_handler = self.on_answer
         hub.on_attach.append(self.on_connected)
         hub.on_detach.append(self.on_disconnected)
+        hub.on_lost.append(self.on_charger_lost)
+        hub.on_moved.append(self.on_moved)
 
     # -- API side -------------------------------------------------------------------------
 
@@ -91,7 +111,8 @@ class CommandDispatcher:
         self, charger_id: str, action: str, payload: dict[str, Any], *, queue: bool
     ) -> Command:
         """Store a command and queue it; raise CommandRefused when it cannot go now."""
-        connected = self.hub.connection_of(charger_id) is not None
+        here = self.hub.connection_of(charger_id) is not None
+        connected = here or (self._shared and await self._held_elsewhere(charger_id))
         if not connected and not queue:
             raise CommandRefused(
                 f"charger {charger_id} is not connected (add ?queue=true to send it on reconnect)"
@@ -121,18 +142,43 @@ class CommandDispatcher:
         if self._on_status is not None:
             self._on_status(action, command.status)
         self._done[command.id] = asyncio.get_running_loop().create_future()
-        self._enqueue(command)
+        if not self._shared:
+            self._enqueue(command)
+        elif here:
+            await self.pull(charger_id)  # in stored order with those of other nodes
+        else:
+            self._remote[command.id] = charger_id
+            await self.hub.cluster.notify("command", c=charger_id)
         return command
+
+    async def _held_elsewhere(self, charger_id: str) -> bool:
+        owner = (await self.hub.cluster.owners([charger_id])).get(charger_id)
+        return owner is not None and owner.live and owner.node_id != self.hub.cluster.node_id
 
     async def wait(self, command_id: str, timeout: float) -> Command | None:
         """The finished command, or None if it is still running after ``timeout``."""
         future = self._done.get(command_id)
         if future is None:
             return None
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            return None
+        if command_id not in self._remote:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                return None
+        # Sent by another node: its outcome's notification resolves the future; the table is
+        # read now and then in case a notification was lost.
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            stored = await self.hub.store.get_command(command_id)
+            if stored is not None and stored.done:
+                return stored
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return None
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), min(left, WAIT_POLL))
+            except TimeoutError:
+                continue
 
     async def cancel(self, command_id: str) -> Command:
         """Cancel a command still waiting in its charger's queue: recorded as ``failed`` with
@@ -141,6 +187,9 @@ class CommandDispatcher:
         stored = await self.hub.store.get_command(command_id)
         if stored is None:
             raise UnknownCommand(command_id)
+        local = self.hub.connection_of(stored.charger_id) is not None
+        if self._shared and local and not stored.done:
+            await self.pull(stored.charger_id)  # stored by any node: in the queue by now
         # From here to the mark in ``cancelling`` nothing awaits: the worker, which claims a
         # command (``waiting``) without awaiting either, cannot take it in between.
         queue = self._queues.get(stored.charger_id)
@@ -150,6 +199,8 @@ class CommandDispatcher:
             command = next(
                 (c for c in queue.commands if c.id == command_id and c.id != in_flight), None
             )
+        if (queue is None or command is None) and self._shared and not local and not stored.done:
+            return await self._cancel_elsewhere(stored)
         if queue is None or command is None:
             raise CommandRefused(await self._not_cancellable(command_id, queue))
         queue.cancelling[command_id] = asyncio.Event()
@@ -159,6 +210,28 @@ class CommandDispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(task)
+
+    async def _cancel_elsewhere(self, command: Command) -> Command:
+        """Cancel a command this node does not hold: the holder of its charger cancels it
+        (told by NOTIFY); with no holder, it is recorded here, unless it was sent."""
+        if command.sent_at is not None:
+            raise CommandRefused(f"command {command.id} was already sent to the charger")
+        if await self._held_elsewhere(command.charger_id):
+            self._done.setdefault(command.id, asyncio.get_running_loop().create_future())
+            self._remote.setdefault(command.id, command.charger_id)
+            await self.hub.cluster.notify("cancel", id=command.id, c=command.charger_id)
+            final = await self.wait(command.id, 5.0)
+            if final is not None and final.error == CANCELLED:
+                return final
+            raise CommandRefused(await self._not_cancellable(command.id, None))
+        return await self._record(command, error=dict(CANCELLED))
+
+    async def on_cancel(self, message: dict[str, Any]) -> None:
+        """Another node's API cancels a command of a charger this node holds."""
+        try:
+            await self.cancel(str(message.get("id")))
+        except (CommandRefused, UnknownCommand) as exc:
+            log.info("cancel of %s asked by another node: %s", message.get("id"), exc)
 
     async def _drop_cancelled(self, queue: _Queue, command: Command) -> Command:
         """Record a cancelled command's outcome, then take it out of its queue."""
@@ -309,11 +382,18 @@ class CommandDispatcher:
             lambda snap: logic.complete(snap, command, now=now, response=response, error=error),
         )
         final = next(w for w in outcome.writes if isinstance(w, Command))
+        if self._shared:
+            self._finished[command.id] = None
+            while len(self._finished) > FINISHED_KEPT:
+                self._finished.popitem(last=False)
         if self._on_status is not None:
             self._on_status(final.action, final.status)
         future = self._done.pop(command.id, None)
         if future is not None and not future.done():
             future.set_result(final)
+        if self._shared and command.id not in self._remote:
+            await self.hub.cluster.notify("command_done", id=command.id)
+        self._remote.pop(command.id, None)
         return final
 
     async def _fail_undeferred(
@@ -354,7 +434,83 @@ class CommandDispatcher:
             await queue.settled.wait()
 
     async def on_connected(self, charger_id: str) -> None:
+        if self._shared:
+            await self.pull(charger_id)
         self._kick(charger_id)
+
+    # -- the cluster ------------------------------------------------------------------------
+
+    async def pull(self, charger_id: str) -> None:
+        """Queue the charger's stored commands this node does not know yet, in stored order
+        (those another node's API took, or queued for a connect)."""
+        if self.hub.connection_of(charger_id) is None:
+            return
+        stored = await self.hub.store.open_commands(charger_id)
+        queue = self._queues.setdefault(charger_id, _Queue())
+        known = {c.id for c in queue.commands}
+        if queue.waiting is not None:
+            known.add(queue.waiting[0])
+        for command in stored:
+            if command.id in known or command.id in self._finished or command.sent_at is not None:
+                continue
+            self._done.setdefault(command.id, asyncio.get_running_loop().create_future())
+            queue.commands.append(command)
+        self._kick(charger_id)
+
+    async def on_command_stored(self, message: dict[str, Any]) -> None:
+        await self.pull(str(message.get("c")))
+
+    async def on_command_done(self, message: dict[str, Any]) -> None:
+        command_id = str(message.get("id"))
+        future = self._done.get(command_id)
+        if future is None or future.done() or command_id not in self._remote:
+            return
+        stored = await self.hub.store.get_command(command_id)
+        if stored is not None and stored.done:
+            self._remote.pop(command_id, None)
+            self._done.pop(command_id, None)
+            future.set_result(stored)
+
+    async def sweep_once(self) -> None:
+        """Pull what a lost notification left waiting; fail what this node's API stored for
+        a charger that no node holds any more (it was to be sent now, not on reconnect)."""
+        waiting = {c.charger_id for c in await self.hub.store.open_commands()}
+        for charger_id in waiting:
+            if self.hub.connection_of(charger_id) is not None:
+                await self.pull(charger_id)
+        for command_id, charger_id in list(self._remote.items()):
+            stored = await self.hub.store.get_command(command_id)
+            if stored is None or stored.done:
+                await self.on_command_done({"id": command_id})
+                continue
+            if stored.deferred or stored.sent_at is not None:
+                continue
+            if not await self._held_elsewhere(charger_id):
+                self._remote.pop(command_id, None)
+                await self._finish(
+                    stored,
+                    error={"code": "ChargerOffline", "message": "the charger disconnected"},
+                )
+
+    async def on_moved(self, charger_id: str) -> None:
+        """The charger is on another node now: what is in flight here failed with the old
+        socket; what was not sent yet, that node sends."""
+        queue = self._queues.get(charger_id)
+        if queue is None:
+            return
+        if queue.waiting is not None and not queue.waiting[1].done():
+            queue.waiting[1].set_exception(_ConnectionLost())
+        in_flight = queue.waiting[0] if queue.waiting is not None else None
+        queue.commands = deque(
+            c for c in queue.commands if c.id == in_flight or c.id in queue.cancelling
+        )
+
+    async def on_charger_lost(self, charger_id: str) -> None:
+        """Its node was lost: what that node had sent, or was to send now, failed with it."""
+        error = {"code": "ConnectionLost", "message": "the node holding the charger was lost"}
+        for command in await self.hub.store.open_commands(charger_id):
+            if command.sent_at is not None or not command.deferred:
+                await self._finish(command, error=error)
 
     async def on_disconnected(self, charger_id: str) -> None:
         queue = self._queues.get(charger_id)
@@ -365,14 +521,32 @@ class CommandDispatcher:
             in_flight = queue.waiting[0]
             if not queue.waiting[1].done():
                 queue.waiting[1].set_exception(_ConnectionLost())
+        if self._shared:
+            # What waits for a connection waits in the table, for whichever node the charger
+            # connects to next.
+            queue.commands = deque(
+                c
+                for c in queue.commands
+                if not c.deferred or c.id == in_flight or c.id in queue.cancelling
+            )
         # The commands queued behind fail now, with this connection: not later, when the
-        # worker gets to them and the charger may already be back on a new one.
+        # worker gets to them and the charger may already be back on a new one. After the
+        # one in flight (its worker records it at once): outcomes in API order.
+        if in_flight is not None and queue.settled is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(queue.settled.wait(), SETTLE_WAIT)
         await self._fail_undeferred(charger_id, "the charger disconnected", keep=in_flight)
 
     # -- life -----------------------------------------------------------------------------
 
     async def resume(self) -> int:
-        """At start: queued-for-reconnect commands wait again; others died with the last run."""
+        """At start: queued-for-reconnect commands wait again; others died with the last run
+        (on a cluster: only those of chargers no live node holds)."""
+        if self._shared:
+            self._sweeper = asyncio.create_task(
+                every(SWEEP_INTERVAL, self.sweep_once, "command sweep"), name="command-sweep"
+            )
+            return await self._resume_shared()
         resumed = 0
         for command in await self.hub.store.open_commands():
             if command.deferred and command.sent_at is None:
@@ -386,8 +560,27 @@ class CommandDispatcher:
                 )
         return resumed
 
+    async def _resume_shared(self) -> int:
+        stored = await self.hub.store.open_commands()
+        owners = await self.hub.cluster.owners(sorted({c.charger_id for c in stored}))
+        resumed = 0
+        for command in stored:
+            owner = owners.get(command.charger_id)
+            if owner is not None and owner.live:
+                continue  # its charger's node sends it (or fails it)
+            if command.deferred and command.sent_at is None:
+                resumed += 1  # waits in the table for a connect to any node
+            else:
+                await self._finish(
+                    command, error={"code": "ServerRestart", "message": "the server restarted"}
+                )
+        return resumed
+
     async def close(self) -> None:
         self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         workers = [q.worker for q in self._queues.values() if q.worker and not q.worker.done()]
         for worker in workers:
             worker.cancel()

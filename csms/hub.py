@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from csms.cluster import Solo
 from csms.ids import IdSource
 from csms.protocol import core
 from csms.protocol.core import DomainEvent, Outcome, Reject
@@ -37,7 +38,7 @@ from csms.protocol.state import (
 )
 from csms.protocol.timefmt import format_timestamp
 from storage.records import ChargerRegistration, Delete, Event, UnitOfWork
-from storage.store import Store, StoreUnavailable
+from storage.store import SequenceTaken, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,17 @@ RECOVERY_CONCURRENCY = 256  # chargers recovered at once after a restart
 # (doubling up to the last), until it is or the charger connects again.
 DISCONNECT_RETRY_FIRST = 0.5
 DISCONNECT_RETRY_MAX = 5.0
+# A unit computed from a state another node moved on meanwhile is computed again from the
+# stored state, this many times at most (each loser of a race loses to a committed change).
+SEQUENCE_RETRIES = 5
 STORE_AWAY = Reject(
     error_code=ErrorCode.INTERNAL_ERROR,
     description="the central system cannot store this message now; send it again later",
 )
+
+
+class NotHeld(Exception):
+    """This node no longer holds the charger: another one took it (cluster)."""
 
 
 def utc_now() -> datetime:
@@ -75,6 +83,10 @@ class ChargerRuntime:
     # snapshot read back from the store.
     dropped: ChargerSnapshot | None = None
     epoch: int = 0  # bumped by each connect: a late retry of an older disconnect stands down
+    fence: int = 0  # this node's claim on the charger (cluster), from its newest connect
+    # This node holds the claim (from connect to the release after the disconnect): on a
+    # cluster, no other node writes the charger then, so the snapshot can be trusted.
+    held: bool = False
 
 
 class ChargerHub:
@@ -85,8 +97,12 @@ class ChargerHub:
         settings: CoreSettings,
         *,
         clock: Clock = utc_now,
+        cluster: Solo | None = None,
     ) -> None:
         self.store = store
+        # Who else may write this store's chargers: on a cluster, a snapshot is trusted only
+        # while this node holds the charger's socket (no other node then writes it).
+        self.cluster = cluster if cluster is not None else Solo("local")
         self.ids = ids
         self.settings = settings
         self.clock = clock
@@ -99,6 +115,10 @@ class ChargerHub:
         # Told when a charger's live connection comes and goes (the command dispatcher).
         self.on_attach: list[Callable[[str], Awaitable[None]]] = []
         self.on_detach: list[Callable[[str], Awaitable[None]]] = []
+        # Told when this node recorded that a lost node's charger is gone (the dispatcher).
+        self.on_lost: list[Callable[[str], Awaitable[None]]] = []
+        # Told when another node took a charger whose socket was here (the dispatcher).
+        self.on_moved: list[Callable[[str], Awaitable[None]]] = []
         self._retries: set[asyncio.Task[None]] = set()  # disconnects to record once possible
 
     def runtime(self, charger_id: str) -> ChargerRuntime:
@@ -111,11 +131,21 @@ class ChargerHub:
         """The in-memory snapshot, if loaded: fresher than the store for the sequence and
         the last sign of life, which are written only with other changes."""
         runtime = self._runtimes.get(charger_id)
-        return runtime.snapshot if runtime else None
+        if runtime is None or (self.cluster.shared and runtime.connection is None):
+            return None
+        return runtime.snapshot
 
     def connection_of(self, charger_id: str) -> Connection | None:
         runtime = self._runtimes.get(charger_id)
         return runtime.connection if runtime else None
+
+    async def holders(self, charger_ids: list[str]) -> dict[str, str]:
+        """The node holding each charger's socket, of those some live node holds."""
+        if not self.cluster.shared:
+            node = self.cluster.node_id
+            return {c: node for c in charger_ids if self.connection_of(c) is not None}
+        owners = await self.cluster.owners(charger_ids)
+        return {c: owner.node_id for c, owner in owners.items() if owner.live}
 
     def connected_count(self) -> int:
         return sum(1 for r in self._runtimes.values() if r.connection is not None)
@@ -129,7 +159,12 @@ class ChargerHub:
         registration = await self.store.get_registration(charger_id)
         snapshot = ChargerSnapshot.new(charger_id, registration)
         state = await self.store.get_charger_state(charger_id)
-        if state is not None:
+        if state is None:
+            # Never connected, yet it may have events (commands queued for its first connect).
+            last_event = await self.store.max_sequence(charger_id)
+            if last_event:
+                snapshot = evolve(snapshot, sequence=last_event)
+        else:
             connectors = await self.store.get_connectors(charger_id)
             active = await self.store.active_transactions(charger_id)
             digests = await self.store.recent_meter_digests(charger_id, limit=RECENT_DIGESTS)
@@ -171,28 +206,46 @@ class ChargerHub:
         step: Callable[[ChargerSnapshot], Outcome],
         *,
         extra: Callable[[ChargerSnapshot, Outcome], list[Event]] | None = None,
+        guard: Callable[[], Awaitable[bool]] | None = None,
     ) -> Outcome:
-        """Run ``step`` on the charger's snapshot and make its outcome durable."""
+        """Run ``step`` on the charger's snapshot and make its outcome durable.
+
+        On a cluster another node may have written the charger since the snapshot was taken:
+        the unit is then refused by the store (its sequence is taken) and ``step`` runs again
+        on the state read back. ``guard``, when given, is asked before each try: False skips
+        the change with ``NotHeld``."""
         runtime = self.runtime(charger_id)
         async with runtime.lock:
-            before = await self._load(runtime)
-            outcome = step(before)
-            stamp = format_timestamp(self.clock())
-            after, unit = core.finish(before, outcome, stamp=stamp, ids=self.ids)
-            if extra is not None:
-                unit.put(*extra(after, outcome))
-            written = self.store.submit(unit)
-            try:
-                await asyncio.shield(written)
-            except BaseException:
-                if not written.done():
-                    # Cancelled while the unit is being written: keep the lock until it is
-                    # (or is not), so nothing is sealed on a sequence it may yet take.
-                    await asyncio.wait([written])
-                self._drop(runtime, before)
-                raise
-            runtime.snapshot = after
-            return outcome
+            for attempt in range(SEQUENCE_RETRIES):
+                if guard is not None and not await guard():
+                    raise NotHeld(charger_id)
+                if self.cluster.shared and not runtime.held:
+                    runtime.snapshot = None  # another node may hold it: read the truth
+                before = await self._load(runtime)
+                outcome = step(before)
+                stamp = format_timestamp(self.clock())
+                after, unit = core.finish(before, outcome, stamp=stamp, ids=self.ids)
+                if extra is not None:
+                    unit.put(*extra(after, outcome))
+                written = self.store.submit(unit)
+                try:
+                    await asyncio.shield(written)
+                except SequenceTaken:
+                    self._drop(runtime, before)
+                    if attempt + 1 == SEQUENCE_RETRIES:
+                        raise
+                    log.info("%s: written by another node meanwhile; computing again", charger_id)
+                    continue
+                except BaseException:
+                    if not written.done():
+                        # Cancelled while the unit is being written: keep the lock until it is
+                        # (or is not), so nothing is sealed on a sequence it may yet take.
+                        await asyncio.wait([written])
+                    self._drop(runtime, before)
+                    raise
+                runtime.snapshot = after
+                return outcome
+            raise AssertionError("unreachable")
 
     # -- OCPP -------------------------------------------------------------------------------
 
@@ -214,6 +267,8 @@ class ChargerHub:
         if snapshot is None:
             async with runtime.lock:
                 snapshot = await self._load(runtime)
+        if call.action == "StartTransaction":
+            await self.ids.ready()
         lookups = await self._lookups(charger_id, core.lookups_needed(snapshot, call))
         now = self.clock()
         trace = self.tracing
@@ -305,9 +360,17 @@ class ChargerHub:
         security_profile: int,
         registration: ChargerRegistration | None = None,
     ) -> None:
-        """A charger connected: the newest connection wins (DESIGN 3)."""
+        """A charger connected: the newest connection wins (DESIGN 3), cluster-wide (8): the
+        claim tells the node that held an older socket to close it; this connect records
+        that socket's ``replaced`` end."""
         runtime = self.runtime(charger_id)
         runtime.epoch += 1
+        claim = await self.cluster.claim(charger_id)
+        runtime.fence = claim.fence
+        runtime.snapshot = runtime.snapshot if runtime.held else None
+        runtime.held = not self.cluster.shared or claim.previous is None
+        if claim.previous is not None:
+            log.info("%s: taken over from node %s", charger_id, claim.previous)
         now = self.clock()
         old = runtime.connection
 
@@ -326,6 +389,7 @@ class ChargerHub:
 
         await self.apply(charger_id, step)
         runtime.connection = connection
+        runtime.held = True
         if old is not None:
             log.info("%s: a new connection replaces the old one", charger_id)
             await self._notify(self.on_detach, charger_id)
@@ -344,14 +408,19 @@ class ChargerHub:
     async def detach(
         self, charger_id: str, connection: Connection, *, reason: str, close_code: int | None
     ) -> None:
-        """A socket closed; recorded only if it was still the charger's live connection."""
+        """A socket closed; recorded only if it was still the charger's live connection (and,
+        on a cluster, this node still holds the charger)."""
         runtime = self.runtime(charger_id)
         if runtime.connection is not connection:
             return
         runtime.connection = None
         now, epoch = self.clock(), runtime.epoch
+        recorded = False
         try:
             await self._record_disconnect(runtime, epoch, now, reason, close_code)
+            recorded = True
+        except NotHeld:
+            runtime.held = False  # another node took it: the end of this socket is its to record
         except Exception:
             # The socket is gone whatever the store says: record it once the store is back
             # (at the time it happened), unless the charger is back first.
@@ -359,6 +428,18 @@ class ChargerHub:
             self._retry_disconnect(runtime, epoch, now, reason, close_code)
         finally:
             await self._notify(self.on_detach, charger_id)
+        if recorded:
+            await self._release(runtime, epoch)
+
+    async def _release(self, runtime: ChargerRuntime, epoch: int) -> None:
+        """The socket's end is recorded: this node no longer holds the charger."""
+        if not runtime.held or runtime.epoch != epoch:
+            return
+        runtime.held = False
+        try:
+            await self.cluster.release(runtime.charger_id, runtime.fence)
+        except Exception as exc:  # its next claim overwrites the row anyway
+            log.warning("%s: could not release the charger: %s", runtime.charger_id, exc)
 
     async def _record_disconnect(
         self,
@@ -375,7 +456,64 @@ class ChargerHub:
                 return Outcome(snapshot=snap, reply={})
             return core.on_disconnect(snap, now=now, reason=reason, close_code=close_code)
 
-        await self.apply(runtime.charger_id, step)
+        charger_id, fence = runtime.charger_id, runtime.fence
+        await self.apply(charger_id, step, guard=self._holder(charger_id, fence))
+
+    def _holder(self, charger_id: str, fence: int) -> Callable[[], Awaitable[bool]] | None:
+        """A guard: this node still holds the charger with ``fence`` (clusters only)."""
+        if not self.cluster.shared:
+            return None
+        return lambda: self.cluster.holds(charger_id, fence)
+
+    # -- the cluster ---------------------------------------------------------------------
+
+    async def on_taken(self, message: dict[str, Any]) -> None:
+        """Another node claimed a charger (its newest socket is there): close ours without
+        recording anything; the new holder recorded our socket's ``replaced`` end."""
+        charger_id, fence = str(message.get("c")), int(message.get("f", 0))
+        if message.get("n") == self.cluster.node_id:
+            return
+        runtime = self._runtimes.get(charger_id)
+        if runtime is None or runtime.connection is None or runtime.fence >= fence:
+            return
+        await self._let_go(runtime, "replaced by a newer connection on another node")
+
+    async def _let_go(self, runtime: ChargerRuntime, why: str) -> None:
+        connection = runtime.connection
+        if connection is None:
+            return
+        runtime.connection = None
+        runtime.epoch += 1  # a disconnect still being retried stands down
+        runtime.snapshot, runtime.held = None, False
+        log.info("%s: %s", runtime.charger_id, why)
+        await self._notify(self.on_moved, runtime.charger_id)
+        await connection.close(1000, "replaced by a newer connection")
+
+    async def check_fences(self) -> None:
+        """After this node was silent past its lease: close the sockets of chargers another
+        node adopted meanwhile (they reconnect, to any node)."""
+        for runtime in list(self._runtimes.values()):
+            if runtime.connection is None:
+                continue
+            if not await self.cluster.holds(runtime.charger_id, runtime.fence):
+                await self._let_go(runtime, "taken by another node while this one was silent")
+
+    async def on_lost_charger(self, charger_id: str, fence: int) -> None:
+        """This node adopted a charger from a lost node: record its ``node_lost`` end (once,
+        and not if it is back on another node), then let it go."""
+        now = self.clock()
+
+        def step(snap: ChargerSnapshot) -> Outcome:
+            if not snap.state.connected:
+                return Outcome(snapshot=snap, reply={})
+            return core.on_disconnect(snap, now=now, reason="node_lost")
+
+        try:
+            await self.apply(charger_id, step, guard=self._holder(charger_id, fence))
+        except NotHeld:
+            return  # back on a node meanwhile: its connect recorded the end
+        await self._notify(self.on_lost, charger_id)
+        await self.cluster.release(charger_id, fence)
 
     def _retry_disconnect(
         self,
@@ -391,9 +529,14 @@ class ChargerHub:
                 await asyncio.sleep(delay)
                 try:
                     await self._record_disconnect(runtime, epoch, now, reason, close_code)
+                except NotHeld:
+                    runtime.held = False
                     return
                 except Exception as exc:
                     log.debug("%s: disconnect still not recorded: %s", runtime.charger_id, exc)
+                else:
+                    await self._release(runtime, epoch)
+                    return
                 delay = min(delay * 2, DISCONNECT_RETRY_MAX)
 
         task = asyncio.create_task(retry(), name=f"record-disconnect-{runtime.charger_id}")
@@ -414,20 +557,31 @@ class ChargerHub:
         await asyncio.gather(*self._retries, return_exceptions=True)
 
     async def recover_after_restart(self) -> int:
-        """Chargers the store still marks connected lost their socket with the last run."""
-        ids = await self.store.connected_charger_ids()
+        """Chargers the store still marks connected lost their socket with the last run (on a
+        cluster: those this node held, and those no node holds)."""
+        leftovers = await self.cluster.leftovers()
+        if leftovers is None:
+            leftovers = [
+                (charger_id, None) for charger_id in await self.store.connected_charger_ids()
+            ]
         now = self.clock()
         # Many at a time, so their units share group commits: a fleet of 10,000 would take
         # tens of seconds one by one before the server listens.
         limit = asyncio.Semaphore(RECOVERY_CONCURRENCY)
 
-        async def recover(charger_id: str) -> None:
-            async with limit:
-                await self.apply(
-                    charger_id, lambda snap: core.on_disconnect(snap, now=now, reason="restart")
-                )
+        def step(snap: ChargerSnapshot) -> Outcome:
+            if not snap.state.connected:  # recorded meanwhile (by another node starting too)
+                return Outcome(snapshot=snap, reply={})
+            return core.on_disconnect(snap, now=now, reason="restart")
 
-        await asyncio.gather(*(recover(charger_id) for charger_id in ids))
+        async def recover(charger_id: str, fence: int | None) -> None:
+            async with limit:
+                await self.apply(charger_id, step)
+                if fence is not None:
+                    await self.cluster.release(charger_id, fence)
+
+        await asyncio.gather(*(recover(charger_id, fence) for charger_id, fence in leftovers))
+        ids = leftovers
         return len(ids)
 
     # -- registration (admin API) -----------------------------------------------------------

@@ -100,6 +100,11 @@ class Store(ABC):
     def _casefold_param(self, value: str) -> str:
         return value
 
+    def _sequence_taken(self, exc: BaseException) -> bool:
+        """Whether a unit was refused because a charger's sequence it writes is taken (the
+        unique index ``events_charger``): computed from a stale state, not a bad unit."""
+        return "events_charger" in str(exc) or "events.charger_id, events.sequence" in str(exc)
+
     # -- group commit --------------------------------------------------------------------
 
     def _start_committer(self) -> None:
@@ -161,12 +166,18 @@ class Store(ABC):
                 if not future.done():
                     future.set_exception(StoreUnavailable(str(exc)))
             return
-        except Exception:
+        except Exception as exc:
             if len(batch) == 1:
                 _, future = batch[0]
-                log.exception("commit failed")
+                if self._sequence_taken(exc):
+                    error: Exception = SequenceTaken(
+                        "another writer committed this charger's next event first"
+                    )
+                else:
+                    log.exception("commit failed")
+                    error = _commit_error()
                 if not future.done():
-                    future.set_exception(_commit_error())
+                    future.set_exception(error)
                 return
             # One bad unit must not fail the others: write them one by one.
             for item in batch:
@@ -368,11 +379,18 @@ class Store(ABC):
         row = await self.fetch_one("SELECT * FROM commands WHERE id = ?", (command_id,))
         return None if row is None else codec.command(row)
 
-    async def open_commands(self) -> list[Command]:
-        """Commands not finished yet, oldest first (to resume or fail them at start)."""
-        rows = await self.fetch_all(
-            "SELECT * FROM commands WHERE status = 'requested' ORDER BY created_at, pos"
-        )
+    async def open_commands(self, charger_id: str | None = None) -> list[Command]:
+        """Commands not finished yet, in the order they were stored (to resume or fail them
+        at start; on a cluster, for the node that holds their charger to send)."""
+        if charger_id is None:
+            rows = await self.fetch_all(
+                "SELECT * FROM commands WHERE status = 'requested' ORDER BY pos"
+            )
+        else:
+            rows = await self.fetch_all(
+                "SELECT * FROM commands WHERE status = 'requested' AND charger_id = ? ORDER BY pos",
+                (charger_id,),
+            )
         return [codec.command(r) for r in rows]
 
     async def list_commands(
@@ -427,6 +445,11 @@ class StoreUnavailable(RuntimeError):
     been committed (its COMMIT sent, the answer lost), so whoever keeps state derived from
     the unit must read it back from the store rather than assume either outcome.
     """
+
+
+class SequenceTaken(RuntimeError):
+    """A unit was computed from a charger's state that another writer (another node, or an
+    API call) moved on meanwhile: nothing of it was written; compute it again from the store."""
 
 
 def _commit_error() -> RuntimeError:

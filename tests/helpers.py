@@ -94,6 +94,7 @@ async def start_server_process(
     *,
     timeout: float = 20.0,
     webhooks: dict[str, Any] | None = None,
+    cluster: dict[str, Any] | None = None,
     **ocpp: Any,
 ) -> ServerProcess:
     """Start ``csms serve`` with ``port = 0`` and read its URLs from stdout. ``store``: a
@@ -105,6 +106,7 @@ async def start_server_process(
         webhooks.setdefault("secret_key_file", key_file_of(url))
     ocpp_lines = "".join(f"{key} = {_toml(value)}\n" for key, value in ocpp.items())
     webhook_lines = "".join(f"{key} = {_toml(value)}\n" for key, value in (webhooks or {}).items())
+    cluster_lines = "".join(f"{key} = {_toml(value)}\n" for key, value in (cluster or {}).items())
     config = workdir / "csms-serve.toml"
     config.write_text(
         "[ocpp]\n"
@@ -119,6 +121,8 @@ async def start_server_process(
         f"url = {_toml(url)}\n"
         "[webhooks]\n"
         f"{webhook_lines}"
+        "[cluster]\n"
+        f"{cluster_lines}"
     )
     log_path = workdir / "csms-serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}

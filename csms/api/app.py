@@ -21,8 +21,11 @@ from csms.api.common import PUBLIC_PATHS, auth_middleware, error_middleware, ok
 from csms.api.keys import COMMANDS, EVENT_TYPES, FORGET_PASSWORD, HUB, PUBLIC, STORE
 from csms.api.query import query_middleware
 from csms.commands import CommandDispatcher
+from csms.dashboard import PUBLIC_PATHS as DASHBOARD_PATHS
+from csms.dashboard import routes as dashboard_routes
 from csms.hub import ChargerHub
 from csms.metrics import Metrics
+from csms.protocol.timefmt import format_timestamp
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -39,7 +42,31 @@ async def health(request: web.Request) -> web.Response:
             {"error": {"code": "storage_unavailable", "message": str(exc)}}, status=503
         )
     hub = request.app[HUB]
-    return ok({"status": "ok", "storage": "ok", "connectedChargers": hub.connected_count()})
+    try:
+        nodes = await hub.cluster.live_nodes()
+    except Exception as exc:
+        return web.json_response(
+            {"error": {"code": "storage_unavailable", "message": str(exc)}}, status=503
+        )
+    return ok(
+        {
+            "status": "ok",
+            "storage": "ok",
+            "connectedChargers": hub.connected_count(),
+            "node": hub.cluster.node_id,
+            "nodes": [
+                {
+                    "id": n.node_id,
+                    "startedAt": format_timestamp(n.started_at),
+                    "heartbeatAt": format_timestamp(n.heartbeat_at),
+                    "apiUrl": n.api_url,
+                    "ocppUrl": n.ocpp_url,
+                    "version": n.version,
+                }
+                for n in nodes
+            ],
+        }
+    )
 
 
 def create_app(
@@ -55,7 +82,7 @@ def create_app(
     metrics_registry: Metrics | None = None,
 ) -> web.Application:
     """``public_paths``: more paths answered without a token (``/metrics`` when public)."""
-    public = PUBLIC_PATHS | frozenset(public_paths)
+    public = PUBLIC_PATHS | DASHBOARD_PATHS | frozenset(public_paths)
     app = web.Application(
         # The query check after auth: an unauthenticated caller learns nothing of the routes.
         middlewares=[error_middleware, auth_middleware(token_check, public), query_middleware],
@@ -80,6 +107,7 @@ def create_app(
         commands.routes,
         openapi.routes,
         metrics.routes,
+        dashboard_routes,  # the web dashboard at /, for browsers
         *extra_routes,
     ):
         app.add_routes(table)
