@@ -113,7 +113,11 @@ class Csms:
         catalog = build_catalog()
         try:
             self.webhooks = webhooks = await ThreadedWebhookService.start(
-                store, delivery_config(settings.webhooks, settings), catalog
+                store,
+                delivery_config(
+                    settings.webhooks, node_id=cluster.node_id, lease_ttl=settings.cluster.lease_ttl
+                ),
+                catalog,
             )
         except SecretBoxError as exc:
             raise StartError(
@@ -230,13 +234,13 @@ def _event_types(catalog: Catalog) -> list[dict[str, Any]]:
     return [{"name": t.name, "description": t.description, "example": t.example} for t in catalog]
 
 
-def delivery_config(settings: WebhookSettings, whole: Any = None) -> DeliveryConfig:
-    # The [cluster] section (node id, lease ttl) may not exist yet: read it with fallbacks.
-    cluster = getattr(whole, "cluster", None)
-    ocpp_port = getattr(getattr(whole, "ocpp", None), "port", 9000)
+def delivery_config(
+    settings: WebhookSettings, *, node_id: str = "", lease_ttl: float = 10.0
+) -> DeliveryConfig:
+    """The engine's settings; ``node_id`` and ``lease_ttl`` are the cluster's (its leases)."""
     return DeliveryConfig(
-        node_id=getattr(cluster, "node_id", None) or f"{socket.gethostname()}:{ocpp_port}",
-        lease_ttl=float(getattr(cluster, "lease_ttl", None) or 10.0),
+        node_id=node_id or socket.gethostname(),
+        lease_ttl=lease_ttl,
         allow_private_targets=settings.allow_private_targets,
         timeout=settings.timeout,
         retry_schedule=tuple(settings.retry_schedule),
