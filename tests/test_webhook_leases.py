@@ -78,8 +78,9 @@ async def test_a_dead_nodes_partitions_continue_on_the_other_in_order(pg_url, ca
             for charger in chargers:
                 await source.emit(charger, 2)
             healthy = True
-            await until(lambda: held(b) == PARTITIONS, timeout=5 * TTL)
-            assert time.monotonic() - died < 3 * TTL  # within the lease ttl and a round
+            await until(lambda: held(b) == PARTITIONS, timeout=8 * TTL)
+            # Within the lease ttl and a balancing round (ttl / 3), with room for a loaded CI.
+            assert time.monotonic() - died < 5 * TTL
             await rec.wait_for(lambda: len({(e["id"]) for e in rec.delivered()}) == 30, 10)
             in_order(rec, chargers, 5)
     assert "took over partition" in caplog.text and "from A" in caplog.text
@@ -114,7 +115,7 @@ async def test_an_answer_after_the_take_over_is_refused_by_the_fence(pg_url):
         await source.emit("CP-1", 3)
         await until(lambda: bool(held_first))  # A's POST of event 1 waits at the receiver
         async with webhook_service(pg_url, node("B")) as (_, b):
-            await until(lambda: held(b) == PARTITIONS, timeout=5 * TTL)
+            await until(lambda: held(b) == PARTITIONS, timeout=8 * TTL)
             await rec.wait_for(lambda: len(rec.delivered()) == 3)  # B: 1, 2, 3
             assert [e["sequence"] for e in rec.delivered()] == [1, 2, 3]
             release.set()  # A's answer comes now, after the take-over
@@ -154,7 +155,7 @@ async def test_two_live_nodes_share_the_partitions_and_keep_order(pg_url):
                 (name,),
             )
         async with webhook_service(pg_url, node("B")) as (_, b):
-            await until(lambda: held(a) == held(b) == PARTITIONS // 2, timeout=6 * TTL)
+            await until(lambda: held(a) == held(b) == PARTITIONS // 2, timeout=8 * TTL)
             for charger in chargers:
                 await source.emit(charger, 2)  # through A's store: B finds them in the log
             await rec.wait_for(lambda: len(rec.delivered()) == 48)
@@ -182,7 +183,7 @@ async def test_a_node_past_its_lease_by_its_own_clock_posts_nothing(pg_url):
         await until(lambda: not any(keeper.valid(p) for p in range(PARTITIONS)), 3 * TTL)
         await EventSource(store_a).emit("CP-1", 3)  # A fans them out, but may not post them
         async with webhook_service(pg_url, node("B")) as (_, b):
-            await until(lambda: held(b) == PARTITIONS, timeout=5 * TTL)
+            await until(lambda: held(b) == PARTITIONS, timeout=8 * TTL)
             await rec.wait_for(lambda: len(rec.delivered()) == 3)
             await b.engine.settled()
             await keeper.renew()
