@@ -104,6 +104,9 @@ class Csms:
                 version=_version(),
             )
             stack.push_async_callback(cluster.close)  # after the sockets closed: released
+            # Its sessions recorded (its webhook store's too): a node that finds this one
+            # lost ends them, so a paused node cannot hold row locks the others wait for.
+            await store.set_owner(cluster.node_id)  # type: ignore[attr-defined]
         else:
             ids = IdSource(await store.max_transaction_id())
         self.hub = hub = ChargerHub(store, ids, core_settings, cluster=cluster)

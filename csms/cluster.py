@@ -105,6 +105,9 @@ class PgCluster(Solo):
         self.incarnation = secrets.token_hex(8)
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncpg.Connection | None = None
+        # The heartbeat's own connection: on the read pool, a burst of handshakes could hold it
+        # up past the lease, and the others would take a live node for lost.
+        self._beat_conn: asyncpg.Connection | None = None
         self._listening = asyncio.Event()
         self._last_beat = time.monotonic()
         self._closing = False
@@ -132,8 +135,9 @@ class PgCluster(Solo):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._listener is not None:
-            self._listener.terminate()
+        for conn in (self._listener, self._beat_conn):
+            if conn is not None:
+                conn.terminate()
         try:
             await self.tables.stopped(self.node_id, self.incarnation)
         except Exception as exc:
@@ -228,10 +232,24 @@ class PgCluster(Solo):
 
     # -- liveness and lost nodes -------------------------------------------------------------
 
+    async def _heartbeat(self) -> bool:
+        """The heartbeat on the node's own connection (made again when lost)."""
+        conn = self._beat_conn
+        if conn is None or conn.is_closed():
+            conn = self._beat_conn = await asyncpg.connect(
+                self.url, timeout=2.0, command_timeout=2.0
+            )
+        try:
+            return await self.tables.heartbeat(self.node_id, self.incarnation, conn=conn)
+        except BaseException:
+            self._beat_conn = None
+            conn.terminate()
+            raise
+
     async def beat_once(self) -> None:
         """Heartbeat, then adopt what lost nodes held."""
         gap = time.monotonic() - self._last_beat
-        if not await self.tables.heartbeat(self.node_id, self.incarnation):
+        if not await self._heartbeat():
             log.error(
                 "cluster: node id %s was taken by another process; set cluster.node_id to a"
                 " unique value on each node",
@@ -245,6 +263,11 @@ class PgCluster(Solo):
             # Silent past the lease (a pause, a partition): others may have taken what this
             # node held; sockets whose fence fell are closed.
             await self.on_fence_lost()
+        for ended in await self.tables.end_sessions_of_lost_nodes(self.lease_ttl):
+            log.warning(
+                "cluster: node %s is silent past its lease; ended its database sessions",
+                ended,
+            )
         for lost in await self.tables.lost_nodes(self.lease_ttl):
             if lost == self.node_id:
                 continue

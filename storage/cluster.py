@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from storage.store import Store
 
@@ -63,14 +64,16 @@ class ClusterTables:
             (api_url, ocpp_url, node_id),
         )
 
-    async def heartbeat(self, node_id: str, incarnation: str) -> bool:
-        """False when the row is another process's now (the node id is taken twice)."""
-        rows = await self.store.fetch_all(
+    async def heartbeat(self, node_id: str, incarnation: str, *, conn: Any) -> bool:
+        """False when the row is another process's now (the node id is taken twice).
+        ``conn``: an asyncpg connection of the node's own, not the busy read pool."""
+        found = await conn.fetchval(
             "UPDATE cluster_nodes SET heartbeat_at = now(), stopped = false"
-            " WHERE node_id = ? AND incarnation = ? RETURNING node_id",
-            (node_id, incarnation),
+            " WHERE node_id = $1 AND incarnation = $2 RETURNING node_id",
+            node_id,
+            incarnation,
         )
-        return bool(rows)
+        return found is not None
 
     async def stopped(self, node_id: str, incarnation: str) -> None:
         """An orderly stop: the node's chargers were released; it is not lost, just gone."""
@@ -98,6 +101,25 @@ class ClusterTables:
             (ttl,),
         )
         return [row[0] for row in rows]
+
+    async def end_sessions_of_lost_nodes(self, ttl: float) -> list[str]:
+        """End the database sessions of nodes silent past the lease: a paused one keeps its
+        row locks otherwise (its fencing). The nodes whose sessions were ended."""
+        rows = await self.store.fetch_all(
+            # MATERIALIZED, and the call in the select list: evaluated for the lost sessions
+            # only (a volatile call in WHERE may run on every row before the joins).
+            "WITH lost AS MATERIALIZED (SELECT b.pid, b.node_id FROM cluster_backends b"
+            " JOIN pg_stat_activity a ON a.pid = b.pid AND a.backend_start = b.backend_start"
+            " JOIN cluster_nodes n ON n.node_id = b.node_id"
+            " WHERE n.heartbeat_at <= now() - make_interval(secs => ?::float8))"
+            " SELECT node_id, pg_terminate_backend(pid) FROM lost",
+            (ttl,),
+        )
+        await self.store.fetch_all(
+            "DELETE FROM cluster_backends b WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a"
+            " WHERE a.pid = b.pid AND a.backend_start = b.backend_start)"
+        )
+        return sorted({row[0] for row in rows if row[1]})
 
     async def forget_dead(self, keep_seconds: float) -> None:
         """Rows of nodes long gone and holding nothing."""

@@ -126,6 +126,9 @@ class PostgresStore(Store):
 
     # The writer whose next transaction is already open: BEGIN went with the last COMMIT.
     _begun: asyncpg.Connection | None = None
+    # The cluster node these connections belong to: each is recorded in cluster_backends, so
+    # that a node that finds this one lost can end them (``storage.cluster``).
+    owner: str | None = None
 
     def __init__(
         self,
@@ -159,6 +162,12 @@ class PostgresStore(Store):
             finally:
                 await setup.close()
         writer, backend = await _connect_writer(url)
+        made: list[PostgresStore] = []
+
+        async def record(conn: asyncpg.Connection) -> None:
+            if made:
+                await made[0]._record_backend(conn)
+
         try:
             pool = await asyncpg.create_pool(
                 url,
@@ -166,14 +175,34 @@ class PostgresStore(Store):
                 max_size=POOL_SIZE,
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=READ_TIMEOUT,
+                init=record,
             )
         except BaseException:
             writer.terminate()
             raise
         version = writer.get_server_version().major
         store = cls(url, writer, backend, pool, server_version=version)
+        made.append(store)
         store._start_committer()
         return store
+
+    async def set_owner(self, node_id: str) -> None:
+        """Record this store's sessions (now and later ones) as ``node_id``'s."""
+        self.owner = node_id
+        if self._writer is not None:
+            await self._record_backend(self._writer)
+        await self._pool.expire_connections()  # replaced on next use, recorded then
+
+    async def _record_backend(self, conn: asyncpg.Connection) -> None:
+        if self.owner is None:
+            return
+        await conn.execute(
+            "INSERT INTO cluster_backends (pid, backend_start, node_id)"
+            " SELECT pid, backend_start, $1 FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            " ON CONFLICT (pid) DO UPDATE SET backend_start = EXCLUDED.backend_start,"
+            " node_id = EXCLUDED.node_id",
+            self.owner,
+        )
 
     async def close(self) -> None:
         await self._stop_committer()
@@ -189,7 +218,10 @@ class PostgresStore(Store):
 
     async def open_sibling(self) -> PostgresStore:
         """Connections of its own: asyncpg connections belong to the loop that made them."""
-        return await PostgresStore.open(self.url, migrate=False)
+        sibling = await PostgresStore.open(self.url, migrate=False)
+        if self.owner is not None:
+            await sibling.set_owner(self.owner)
+        return sibling
 
     @property
     def default_key_file(self) -> str | None:
@@ -275,6 +307,7 @@ class PostgresStore(Store):
             raise StoreUnavailable(f"PostgreSQL unreachable: {_describe(exc)}") from exc
         try:
             await self._settle_orphans(writer)
+            await self._record_backend(writer)
         except BaseException:
             writer.terminate()
             raise

@@ -33,7 +33,7 @@ VERSIONS = [m.version for m in sqlite_migrations.available(pg_migrations.FOLDER)
 # (the events.pos counter the writer bumps).
 SQLITE_ONLY = {"command_positions", "sqlite_sequence"}
 # The cluster (DESIGN 8) exists on PostgreSQL only: a SQLite file has one node.
-POSTGRES_ONLY = {"store_counters", "cluster_nodes", "charger_owners"}
+POSTGRES_ONLY = {"store_counters", "cluster_nodes", "charger_owners", "cluster_backends"}
 POSTGRES_ONLY_INDEXES = {"id_tags_lower", "charger_owners_by_node"}
 FLAGS = {("charger_state", "connected"), ("commands", "deferred")}  # 0/1: INTEGER, not BIGINT
 

@@ -15,6 +15,16 @@ CREATE TABLE cluster_nodes (
     stopped             BOOLEAN NOT NULL DEFAULT false
 );
 
+-- cluster_backends: the database sessions each node opened (its writers and pools). A node found
+-- lost has its sessions ended by the node that finds it: one paused (SIGSTOP) in the middle of
+-- a statement would otherwise keep its row locks (the events counter, its delivery leases)
+-- for as long as it stays paused, and PostgreSQL's idle timeouts do not apply mid-statement.
+CREATE TABLE cluster_backends (
+    pid                 INTEGER PRIMARY KEY,
+    backend_start       TIMESTAMPTZ NOT NULL,
+    node_id             TEXT COLLATE "C" NOT NULL
+);
+
 -- charger_owners: which node holds a charger's socket. Taking a charger bumps ``fence``; a row
 -- exists only while some node holds (or held, until it is found dead) a socket.
 CREATE TABLE charger_owners (
