@@ -1,11 +1,13 @@
-"""``python -m benchmarks [--quick] [--only ingest,latency,backlog,connections] [--runs 3]
-[--out DIR] [--variants baseline,chargehook-store,chargehook-webhooks,chargehook-postgres]``:
+"""``python -m benchmarks [--quick] [--only ingest,latency,backlog,connections,cluster]
+[--runs 3] [--out DIR] [--variants baseline,chargehook-store,chargehook-webhooks,
+chargehook-postgres] [--lease-ttl S]``:
 run the measurements, print one JSON line per measurement and a Markdown table of the
 medians, and write both to ``DIR`` (``benchmarks/results/`` by default).
 
 ``chargehook-postgres`` runs on the PostgreSQL server of ``BENCH_POSTGRES_URL`` (default
 postgresql://postgres@127.0.0.1:5432/postgres) in a database of its own, made and dropped
-by the measurement; it is skipped (and says so) when no server answers."""
+by the measurement; it is skipped (and says so) when no server answers. So is ``cluster``:
+two nodes on one database of its own (``benchmarks/cluster.py``)."""
 
 from __future__ import annotations
 
@@ -22,10 +24,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, sections
+from benchmarks import cluster, report, sections
 from benchmarks.procs import LOAD_CPU, pinning
 
-SECTIONS = ("ingest", "latency", "backlog", "connections")
+SECTIONS = ("ingest", "latency", "backlog", "connections", "cluster")
 VARIANTS = ("baseline", "chargehook-store", "chargehook-webhooks", "chargehook-postgres")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -46,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         "--variants",
         default=",".join(VARIANTS),
         help=f"ingest variants, comma-separated, run in this order (default {','.join(VARIANTS)})",
+    )
+    p.add_argument(
+        "--lease-ttl",
+        type=float,
+        metavar="S",
+        help="[cluster] lease_ttl of the cluster section's nodes (default 2; 1 with --quick)",
     )
     return p
 
@@ -123,6 +131,11 @@ async def run(args: argparse.Namespace) -> int:
             print("--chargers must be numbers 1..20000, comma-separated", file=sys.stderr)
             return 2
         scale = dataclasses.replace(scale, ingest_chargers=sizes)
+    if args.lease_ttl is not None:
+        if not 1 <= args.lease_ttl <= 600:
+            print("--lease-ttl must be 1..600 (seconds)", file=sys.stderr)
+            return 2
+        scale = dataclasses.replace(scale, cluster_lease_ttl=args.lease_ttl)
     out = _out_dir(args.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     jsonl = out / f"bench-{stamp}.jsonl"
@@ -174,6 +187,19 @@ async def run(args: argparse.Namespace) -> int:
                     "chargers": scale.connections,
                 }
                 jobs.append(("connections", base, lambda: sections.measure_connections(scale)))
+            if "cluster" in only:
+                for kind, measure in (
+                    ("ingest", cluster.measure_cluster_ingest),
+                    ("latency", cluster.measure_cluster_latency),
+                    ("takeover", cluster.measure_cluster_takeover),
+                ):
+                    base = {
+                        "section": "cluster",
+                        "variant": f"cluster-{kind}",
+                        "chargers": scale.cluster_chargers,
+                        "leaseTtlS": scale.cluster_lease_ttl,
+                    }
+                    jobs.append(("cluster", base, lambda m=measure: m(scale)))
             for name, base, make in jobs:
                 record = await _one(name, make(), base)
                 record["run"] = r
