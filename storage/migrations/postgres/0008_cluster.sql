@@ -29,6 +29,26 @@ CREATE INDEX charger_owners_by_node ON charger_owners (node_id);
 -- one charger (a charger moving between nodes, an API call on a node that does not hold it)
 -- cannot both commit it. The loser's unit is refused and computed again from the stored state,
 -- so the sequence stays gapless and unique across nodes at no cost to the common path.
+-- Before the index: a charger given queued commands before its first connect got its first
+-- events numbered again from 1 (the state row was missing, so the sequence restarted). Such a
+-- charger's events are numbered anew in the order they were committed (pos): gapless and
+-- unique, as the contract says. Other chargers are untouched.
+UPDATE events SET sequence = renumbered.n
+FROM (
+    SELECT id, row_number() OVER (PARTITION BY charger_id ORDER BY pos) AS n
+    FROM events
+    WHERE sequence IS NOT NULL AND charger_id IN (
+        SELECT charger_id FROM events WHERE sequence IS NOT NULL
+        GROUP BY charger_id, sequence HAVING count(*) > 1
+    )
+) AS renumbered
+WHERE events.id = renumbered.id;
+UPDATE charger_state SET last_sequence = (
+    SELECT max(sequence) FROM events WHERE events.charger_id = charger_state.charger_id
+)
+WHERE last_sequence < (
+    SELECT max(sequence) FROM events WHERE events.charger_id = charger_state.charger_id
+);
 DROP INDEX events_charger;
 CREATE UNIQUE INDEX events_charger ON events (charger_id, sequence);
 
