@@ -133,6 +133,7 @@ class ClusterLoad:
     receiver: dict[str, float] | None
     postgres: dict[str, float] | None
     cpu_busy_pct: dict[str, float]  # each CPU's busy share in the window, all processes
+    other_pct: float  # CPU taken by processes not ours (nor our database's), % of one core
 
 
 def _safe_sample(pid: int) -> Any:
@@ -182,6 +183,13 @@ async def run_cluster_load(
         for c in sorted(b1)
         if c in b0
     }
+    pg_used = pg.cpu_usage(p0, p1, span)
+    pg_used["oursPct"] = (
+        round(100 * (pg_used["oursS"] + pg_used["helpersS"]) / span, 1) if span > 0 else 0.0
+    )
+    ours = sum(u["cpuS"] for u in used if u) + pg_used["oursS"] + pg_used["helpersS"]
+    total = sum(b1[c] - b0[c] for c in b1 if c in b0)
+    other = round(max(0.0, 100 * (total - ours) / span), 1) if span > 0 else 0.0
     return ClusterLoad(
         result=result,
         wall_start=wall_start,
@@ -189,8 +197,9 @@ async def run_cluster_load(
         nodes=used[: len(nodes)],
         client=used[len(nodes)],
         receiver=used[len(nodes) + 1] if receiver else None,
-        postgres=pg.cpu_usage(p0, p1, span),
+        postgres=pg_used,
         cpu_busy_pct=busy,
+        other_pct=other,
     )
 
 
@@ -210,6 +219,7 @@ def _nodes_cpu(load: ClusterLoad) -> dict[str, Any]:
         "postgres": load.postgres,
         "client": load.client,
         "cpuBusyPct": load.cpu_busy_pct,
+        "otherProcsPct": load.other_pct,
     }
 
 
@@ -221,7 +231,8 @@ async def measure_cluster_ingest(scale: Scale) -> dict[str, Any]:
 
 
 async def _ingest(scale: Scale, db: pg.Database) -> dict[str, Any]:
-    n, duration, ttl = scale.cluster_chargers, scale.ingest_duration, scale.cluster_lease_ttl
+    n, duration = scale.cluster_chargers, scale.ingest_duration
+    ttl = scale.cluster_load_lease_ttl
     record = _base(scale, "ingest", n, ttl) | {
         "durationS": duration,
         "workload": (
@@ -263,7 +274,11 @@ async def _ingest(scale: Scale, db: pg.Database) -> dict[str, Any]:
                 latencyMs=res["latencyMs"],
                 cpu=_nodes_cpu(load),
                 nodesCpuUsPerCall=_per_call(node_cpu, res["calls"]),
-                postgresCpuUsPerCall=_per_call(load.postgres["cpuS"], res["calls"])
+                # our database's backends and the server's helpers: other databases' sessions
+                # on a shared server (other people's tests) are left out
+                postgresCpuUsPerCall=_per_call(
+                    load.postgres["oursS"] + load.postgres["helpersS"], res["calls"]
+                )
                 if load.postgres
                 else None,
                 postgresDatabase=db.name,
@@ -283,7 +298,7 @@ async def measure_cluster_latency(scale: Scale) -> dict[str, Any]:
 
 async def _latency(scale: Scale, db: pg.Database) -> dict[str, Any]:
     n, rate, duration = scale.cluster_chargers, scale.cluster_rate, scale.latency_duration
-    ttl = scale.cluster_lease_ttl
+    ttl = scale.cluster_load_lease_ttl
     record = _base(scale, "latency", n, ttl) | {
         "durationS": duration,
         "targetRate": rate,
@@ -369,9 +384,11 @@ def analyse_takeover(
     dead_ports: set[int],
     survivor_ports: set[int],
     dead_chargers: set[str],
+    load_end: float,
 ) -> dict[str, Any]:
     """The figures of the module's docstring from the receiver's POST log: entries
-    ``[arrival, sender port, charger, sequence, type, id, stored, sent]``."""
+    ``[arrival, sender port, charger, sequence, type, id, stored, sent]``; ``load_end``: when
+    the load stopped (its chargers' own disconnects are not counted as lost sockets)."""
     posts = sorted(posts, key=lambda p: p[0])
     owner: dict[str, str] = {}
     for p in posts:
@@ -431,7 +448,13 @@ def analyse_takeover(
         "backlogAtKill": len(undelivered),
         "deadNodePostsReadAfterKill": len(late),
         "repostsAfterKill": sum(1 for p in survivor if p[5] in delivered_before),
-        "nodeLostEvents": sum(1 for p in after if p[4] == "charger.disconnected"),
+        "disconnectsBeforeLoadEnd": len(
+            {
+                p[5]
+                for p in after
+                if p[4] == "charger.disconnected" and p[6] is not None and p[6] < load_end
+            }
+        ),
     }
 
 
@@ -527,9 +550,15 @@ async def _takeover(scale: Scale, db: pg.Database) -> dict[str, Any]:
                 if ports[(i - 1) % len(ports)] == victim.ocpp_port
             }
             figures = analyse_takeover(
-                posts, kill_at, seen["deadPorts"], seen["survivorPorts"], dead_chargers
+                posts,
+                kill_at,
+                seen["deadPorts"],
+                seen["survivorPorts"],
+                dead_chargers,
+                load.wall_end,
             )
             fo = load.result.get("failover", {})
+            lost = fo.get("lostWall") or []
             record.update(
                 killed=victim.name,
                 killWall=round(kill_at, 6),
@@ -539,11 +568,15 @@ async def _takeover(scale: Scale, db: pg.Database) -> dict[str, Any]:
                     "lost": fo.get("lost"),
                     "reconnected": fo.get("reconnected"),
                     "lostInFlight": fo.get("lostInFlight"),
+                    # sockets lost before the kill: another cause (a false death) was at work
+                    "lostBeforeKill": sum(1 for t in lost if t < kill_at),
                     "lastBackAfterKillMs": round((fo["lastBackWall"] - kill_at) * 1000, 1)
                     if fo.get("lastBackWall")
                     else None,
                 },
                 delivery=_delivery(stats, n, load.wall_end),
+                cpu=_nodes_cpu(load) | {"receiver": load.receiver},
+                ready=load.result["ready"],
                 postgresDatabase=db.name,
                 errors=load.result["errors"],
             )

@@ -713,6 +713,7 @@ async def main_async(o: dict[str, Any]) -> dict[str, Any]:
             "lastLostWall": max(run.lost_wall, default=None),
             "firstBackWall": min(run.back_wall, default=None),
             "lastBackWall": max(run.back_wall, default=None),
+            "lostWall": [round(t, 4) for t in run.lost_wall],
         }
     result["teardownComplete"] = run.done >= n
     result["errors"] = dict(run.errors)

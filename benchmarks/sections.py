@@ -64,7 +64,8 @@ class Scale:
     drain_timeout: float = 120.0
     cluster_chargers: int = 2000  # split over the two nodes
     cluster_rate: float = 1000.0  # events/s offered in the cluster's latency and takeover
-    cluster_lease_ttl: float = 2.0  # [cluster] lease_ttl of both nodes
+    cluster_lease_ttl: float = 2.0  # [cluster] lease_ttl of both nodes in the takeover
+    cluster_load_lease_ttl: float = 10.0  # ... in ingest and latency (the shipped default)
     takeover_after: float = 3.0  # s into the window when a node is killed
     takeover_hold: float = 12.0  # s the load goes on after the kill
 
