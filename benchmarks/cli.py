@@ -29,6 +29,7 @@ from benchmarks.procs import LOAD_CPU, pinning
 
 SECTIONS = ("ingest", "latency", "backlog", "connections", "cluster")
 VARIANTS = ("baseline", "chargehook-store", "chargehook-webhooks", "chargehook-postgres")
+CLUSTER_PARTS = ("ingest", "latency", "takeover")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -55,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="[cluster] lease_ttl of the nodes in the cluster section's takeover measurement"
         " (default 2; 1 with --quick; ingest and latency run with the default 10)",
+    )
+    p.add_argument(
+        "--cluster",
+        default=",".join(CLUSTER_PARTS),
+        metavar="PARTS",
+        help="the cluster section's measurements, comma-separated (default"
+        f" {','.join(CLUSTER_PARTS)})",
     )
     return p
 
@@ -118,6 +126,10 @@ async def run(args: argparse.Namespace) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if any(v not in VARIANTS for v in variants):
         print(f"variants are {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    parts = [x.strip() for x in args.cluster.split(",") if x.strip()]
+    if not parts or any(x not in CLUSTER_PARTS for x in parts):
+        print(f"--cluster takes {', '.join(CLUSTER_PARTS)}", file=sys.stderr)
         return 2
     if not 1 <= args.runs <= 20:
         print("--runs must be 1..20", file=sys.stderr)
@@ -194,6 +206,8 @@ async def run(args: argparse.Namespace) -> int:
                     ("latency", cluster.measure_cluster_latency),
                     ("takeover", cluster.measure_cluster_takeover),
                 ):
+                    if kind not in parts:
+                        continue
                     base = {
                         "section": "cluster",
                         "variant": f"cluster-{kind}",

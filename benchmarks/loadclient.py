@@ -24,10 +24,11 @@ Modes (``mode`` in the options):
 Several nodes (the cluster section): ``ports`` lists their OCPP ports and charger i (from 1)
 connects to ``ports[(i - 1) % len(ports)]``; calls answered in the window are also counted
 per port. With ``failover``, a charger whose socket the server side drops while it is in its
-loop connects to the next port of the list (at once, then every 0.2 s, going on to the next
-port when one refuses, bounded by the run's end), sets up again (boot, status, a new
-transaction) and goes on with its loop; the result says when each was lost and back (wall
-clock).
+loop connects to the next port of the list, sets up again (boot, status, a new transaction)
+and goes on with its loop; the result says when each was lost and back (wall clock). Like
+real chargers it does not all come back in the same millisecond: the first try waits a
+random 0..``reconnectSpread`` s (default 1), a failed one 0.5..1 s, doubling up to 4 s; a
+port that refuses sends it on to the next; bounded by the run's end.
 
 Every MeterValues carries a meterValue timestamp with microseconds taken from the wall clock
 just before the frame is written: the webhook receiver reads it back from the event's raw
@@ -520,8 +521,10 @@ async def connect_all(run: Run, chargers: list[Charger], concurrency: int, deadl
 
 async def reconnect(run: Run, c: Charger) -> None:
     """Failover: connect ``c`` to its (new) port and set it up again, then resume its loop;
-    at once, then every 0.2 s, until the run stops or its window has ended."""
+    with the waits of the module's docstring, until the run stops or its window has ended."""
     loop = run.loop
+    await asyncio.sleep(random.random() * float(run.o.get("reconnectSpread", 1.0)))
+    backoff = 0.5
     while not run.stopping and loop.time() < run.window_end:
         c.reset()
         assert c.setup_done is not None
@@ -546,7 +549,8 @@ async def reconnect(run: Run, c: Charger) -> None:
                 else:
                     c.send_meter()
                 return
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(backoff * (1 + random.random()))
+        backoff = min(4.0, backoff * 2)
     run.errors["reconnect:gave-up"] += 1
     c.phase = "done"
     c.finish()
