@@ -308,15 +308,17 @@ async def _latency(scale: Scale, db: pg.Database) -> dict[str, Any]:
             f" offered open loop at {rate:g}/s in total (each charger every {n / rate:g} s,"
             f" random phase), {duration:g} s window after {scale.warmup:g} s; one webhook"
             " endpoint (subscribed to *) registered once, through node 1's API; both nodes"
-            " deliver"
+            " run their delivery engine"
         ),
         "counted": "events of MeterValues scheduled inside the window; e2e = meterValue"
-        " timestamp (written just before the send) to arrival at the receiver",
+        " timestamp (written just before the send) to arrival at the receiver;"
+        " deliveriesByNode: POSTs arrived in the window by the node they came from (its TCP"
+        " source port; ports of connections gone by the window's end: unknown)",
     }
     with _workdir() as workdir:
         async with ProcGroup() as group:
             nodes = await start_nodes(group, workdir, db, ttl)
-            receiver, receiver_port = await start_receiver(group, workdir, cpu=None)
+            receiver, receiver_port = await start_receiver(group, workdir, cpu=None, post_log=True)
             await register_webhook(nodes[0].api_port, receiver_port)
             load = await run_cluster_load(
                 group,
@@ -335,10 +337,18 @@ async def _latency(scale: Scale, db: pg.Database) -> dict[str, Any]:
                 db,
                 receiver,
             )
+            senders = {x.name: ports_to(x.proc.pid, receiver_port) for x in nodes}
             stats = await wait_delivered(receiver_port, n, scale.drain_timeout)
             window = await receiver_stats(receiver_port, load.wall_start, load.wall_end)
+            by_node = {name: 0 for name in senders} | {"unknown": 0}
+            for post in await _posts(receiver_port, load.wall_start):
+                if post[0] >= load.wall_end:
+                    continue
+                name = next((k for k, v in senders.items() if post[1] in v), "unknown")
+                by_node[name] += 1
             res = load.result
             record.update(
+                deliveriesByNode=by_node,
                 offered=res["scheduled"],
                 callsPerSecond=res["callsPerSecond"],
                 callLatencyMs=res["latencyMs"],

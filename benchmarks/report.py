@@ -353,10 +353,11 @@ def cluster_table(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]
         "| N | calls/s (both nodes) | node 1 / node 2 calls/s | call p99 ms"
         " | node 1 / node 2 CPU % | postgres CPU % (our database) | other procs CPU %"
         " (of 200) | e2e at events/s | e2e p50 ms | e2e p99 ms"
-        " | all delivered | takeover lease_ttl s | takeover: dead node's stream ms"
+        " | all delivered | delivered by node 1 / node 2 in the window | takeover lease_ttl s"
+        " | takeover: dead node's stream ms"
         " | of an event stored before the kill ms | of a reconnected charger's new event ms"
         " | all its streams ms | its streams resumed |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
         + " ---: |" * 6,
     ]
     for n in sizes:
@@ -380,6 +381,8 @@ def cluster_table(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]
             f" | {_fmt(median(ing, 'cpu.otherProcsPct'))}"
             f" | {_fmt(median(lat, 'targetRate'), 0)} | {_fmt(median(lat, 'e2eMs.p50'))}"
             f" | {_fmt(median(lat, 'e2eMs.p99'))} | {_fmt(median(lat, 'delivery.allDelivered'))}"
+            f" | {_fmt(median(lat, 'deliveriesByNode.node-1'), 0)} /"
+            f" {_fmt(median(lat, 'deliveriesByNode.node-2'), 0)}"
             f" | {_fmt(ttl)}"
             f" | {_runs(tko, 'takeover.streamMs')} | {_runs(tko, 'takeover.backlogMs')}"
             f" | {_runs(tko, 'takeover.reconnectedMs')} | {_runs(tko, 'takeover.allStreamsMs')}"
