@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         " (default 2; 1 with --quick; ingest and latency run with the default 10)",
     )
     p.add_argument(
+        "--reconnect-spread",
+        type=float,
+        metavar="S",
+        help="cluster takeover: the killed node's chargers make their first reconnect try at"
+        " a random moment in 0..S s after losing their socket (default 1)",
+    )
+    p.add_argument(
         "--cluster",
         default=",".join(CLUSTER_PARTS),
         metavar="PARTS",
@@ -149,6 +156,11 @@ async def run(args: argparse.Namespace) -> int:
             print("--lease-ttl must be 1..600 (seconds)", file=sys.stderr)
             return 2
         scale = dataclasses.replace(scale, cluster_lease_ttl=args.lease_ttl)
+    if args.reconnect_spread is not None:
+        if not 0 <= args.reconnect_spread <= 60:
+            print("--reconnect-spread must be 0..60 (seconds)", file=sys.stderr)
+            return 2
+        scale = dataclasses.replace(scale, reconnect_spread=args.reconnect_spread)
     out = _out_dir(args.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     jsonl = out / f"bench-{stamp}.jsonl"

@@ -211,6 +211,7 @@ def _base(section_scale: Scale, kind: str, n: int, lease_ttl: float) -> dict[str
         "chargers": n,
         "nodes": 2,
         "leaseTtlS": lease_ttl,
+        "reconnectSpreadS": section_scale.reconnect_spread,
         "placement": placement(),
     }
 
@@ -516,8 +517,8 @@ async def _takeover(scale: Scale, db: pg.Database) -> dict[str, Any]:
             f" offered open loop at {rate:g}/s in total, one webhook endpoint (subscribed to"
             f" *, registered through node 1); {after:g} s into the window node {KILLED} is"
             " killed with SIGKILL; its chargers reconnect to the other node (first try after"
-            " a random 0-1 s, then 0.5-1 s doubling to 4 s), boot, start a new transaction and"
-            f" go on; the load goes on {hold:g} s after the kill;"
+            f" a random 0-{scale.reconnect_spread:g} s, then 0.5-1 s doubling to 4 s), boot,"
+            f" start a new transaction and go on; the load goes on {hold:g} s after the kill;"
             f" cluster.lease_ttl = {ttl:g} s"
         ),
         "counted": "from the kill (wall clock) to arrivals at the receiver; the posting node"
@@ -555,6 +556,7 @@ async def _takeover(scale: Scale, db: pg.Database) -> dict[str, Any]:
                     "concurrency": 200,
                     "setupTimeout": 180,
                     "failover": True,
+                    "reconnectSpread": scale.reconnect_spread,
                 },
                 nodes,
                 db,

@@ -331,13 +331,22 @@ def targets(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]:
     return out
 
 
+def _false_death(record: Record) -> bool:
+    """Chargers lost their socket before the kill: a live node was taken for dead (its
+    heartbeat late by more than lease_ttl), so that run measured more than one takeover."""
+    return bool(_get(record, "failover.lostBeforeKill"))
+
+
 def _runs(rs: list[Record], path: str, digits: int = 0) -> str:
-    """The median and, with several runs, every run's value (a run without one shows -)."""
+    """The median and, with several runs, every run's value (a run without one shows -; a
+    run with a false death before the kill is marked *)."""
     values = [_get(r, path) for r in rs]
     med = median(rs, path)
     if len(values) < 2:
-        return _fmt(med, digits)
-    return f"{_fmt(med, digits)} ({', '.join(_fmt(v, digits) for v in values)})"
+        return _fmt(med, digits) + ("*" if rs and _false_death(rs[0]) else "")
+    marks = ["*" if _false_death(r) else "" for r in rs]
+    each = [_fmt(v, digits) + m for v, m in zip(values, marks, strict=True)]
+    return f"{_fmt(med, digits)} ({', '.join(each)})"
 
 
 def cluster_table(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]:
@@ -387,6 +396,13 @@ def cluster_table(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]
             f" | {_runs(tko, 'takeover.streamMs')} | {_runs(tko, 'takeover.backlogMs')}"
             f" | {_runs(tko, 'takeover.reconnectedMs')} | {_runs(tko, 'takeover.allStreamsMs')}"
             f" | {resumed or '-'} |"
+        )
+    if any(_false_death(r) for k, g in groups.items() if k[0] == "cluster" for r in _ok(g)):
+        out.append("")
+        out.append(
+            "\\* chargers lost their socket before the kill in that run (a live node was taken"
+            " for dead: its heartbeat came later than lease_ttl): more than the kill was"
+            " measured; see failover.lostBeforeKill in its record."
         )
     out.append("")
     return out

@@ -68,6 +68,7 @@ class Scale:
     cluster_load_lease_ttl: float = 10.0  # ... in ingest and latency (the shipped default)
     takeover_after: float = 3.0  # s into the window when a node is killed
     takeover_hold: float = 12.0  # s the load goes on after the kill
+    reconnect_spread: float = 1.0  # s: a failed-over charger's first try, random in 0..this
 
 
 FULL = Scale()
