@@ -152,9 +152,11 @@ async def run_cluster_load(
     receiver: Proc | None = None,
     during: Any = None,
     timeout: float = 600.0,
+    last_seen: dict[int, Any] | None = None,
 ) -> ClusterLoad:
     """The load client (unpinned) against both nodes; CPU of every process over the window.
-    ``during``: a coroutine function run once the window opened (the kill)."""
+    ``during``: a coroutine function run once the window opened (the kill); ``last_seen``:
+    a process's last sample, for one that is gone by the window's end (the killed node)."""
     load = await group.spawn(
         "load",
         [PY, "-m", "benchmarks.loadclient", json.dumps(options)],
@@ -171,7 +173,7 @@ async def run_cluster_load(
         await during(wall_start)
     m = await load.wait_line(r'"mark": "end", "wall": ([\d.]+)', timeout)
     wall_end = float(m.group(1))
-    s1 = [_safe_sample(p) for p in pids]
+    s1 = [_safe_sample(p) or (last_seen or {}).get(p) for p in pids]
     p1, b1 = pg.cpu(db), cpu_busy()
     span = (s1[-1].at - s0[-1].at) if s1[-1] and s0[-1] else wall_end - wall_start
     used = [usage(a, b) if a and b else None for a, b in zip(s0, s1, strict=True)]
@@ -533,11 +535,13 @@ async def _takeover(scale: Scale, db: pg.Database) -> dict[str, Any]:
             await register_webhook(nodes[0].api_port, receiver_port)
             victim, survivor = nodes[KILLED - 1], nodes[2 - KILLED]
             seen: dict[str, Any] = {}
+            last_seen: dict[int, Any] = {}
 
             async def kill(wall_start: float) -> None:
                 await asyncio.sleep(max(0.0, wall_start + after - time.time()))
                 seen["deadPorts"] = ports_to(victim.proc.pid, receiver_port)
                 seen["survivorPorts"] = ports_to(survivor.proc.pid, receiver_port)
+                last_seen[victim.proc.pid] = _safe_sample(victim.proc.pid)
                 seen["kill"] = time.time()
                 os.kill(victim.proc.pid, signal.SIGKILL)
                 await victim.proc.process.wait()
@@ -562,6 +566,7 @@ async def _takeover(scale: Scale, db: pg.Database) -> dict[str, Any]:
                 db,
                 receiver,
                 during=kill,
+                last_seen=last_seen,
             )
             stats = await wait_delivered(receiver_port, n, scale.drain_timeout)
             kill_at = seen["kill"]
