@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.example.toml
 
-.PHONY: install run test lint format demo bench clean
+.PHONY: install run test lint format demo bench screenshots clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ demo: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+screenshots: install
+	$(BIN)/python -m tests.dashboard_screenshots --out docs
 
 lint: install
 	$(BIN)/ruff check .

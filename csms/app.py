@@ -25,9 +25,11 @@ from csms.api.metrics import METRICS_PATH, PENDING_SOURCE
 from csms.api.webhooks import WEBHOOK_SERVICE
 from csms.api.webhooks import routes as webhook_routes
 from csms.catalog import build_catalog
+from csms.certificates import CertificateAuthority, CertificateSigner
 from csms.cluster import PgCluster, Solo, default_node_id
 from csms.commands import CommandDispatcher
 from csms.config import Settings, WebhookSettings
+from csms.handshake_security import TlsSetupError
 from csms.hub import ChargerHub
 from csms.ids import IdSource
 from csms.logs import AccessLogger, access_logger
@@ -90,6 +92,7 @@ class Csms:
             authorization=settings.ocpp.authorization,
             heartbeat_interval=settings.ocpp.heartbeat_interval,
             retry_interval=min(60, settings.ocpp.heartbeat_interval),
+            signs_certificates=bool(settings.ocpp.tls_ca_key),
         )
         self.cluster = cluster = _cluster(settings, store)
         if isinstance(cluster, PgCluster):
@@ -140,6 +143,14 @@ class Csms:
         if resumed:
             log.info("%d queued commands wait for their chargers", resumed)
         self.ocpp = ocpp = OcppServer(hub, settings.ocpp, metrics)
+        if settings.ocpp.tls_ca_key:
+            try:
+                authority = CertificateAuthority.load(
+                    settings.ocpp.tls_ca, settings.ocpp.tls_ca_key
+                )
+            except TlsSetupError as exc:
+                raise StartError(str(exc)) from None
+            ocpp.after_reply.append(CertificateSigner(authority, dispatcher, hub.clock).after_reply)
         app = create_app(
             hub=hub,
             dispatcher=dispatcher,
@@ -167,7 +178,10 @@ class Csms:
             web.TCPSite(runner, settings.api.host, settings.api.port).start(),
         )
         stack.push_async_callback(ocpp.close)
-        await _listen("ocpp", settings.ocpp.host, settings.ocpp.port, ocpp.start())
+        try:
+            await _listen("ocpp", settings.ocpp.host, settings.ocpp.port, ocpp.start())
+        except TlsSetupError as exc:
+            raise StartError(str(exc)) from None
         await cluster.describe(api_url=self.api_url, ocpp_url=self.ocpp_url)
         # Made only now that nothing else can fail, and printed by the caller at once: a
         # start that fails never leaves a stored token nobody saw.

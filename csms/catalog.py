@@ -63,6 +63,38 @@ _CHARGER_EVENTS = [
         },
     ),
     EventType(
+        name="charger.security_event",
+        description="SecurityEventNotification (security extension): type, timestamp, techInfo.",
+        example={
+            "type": "TamperDetectionActivated",
+            "timestamp": "2026-02-06T14:30:00.000Z",
+            "techInfo": "enclosure opened",
+        },
+    ),
+    EventType(
+        name="charger.certificate_signing_requested",
+        description="SignCertificate (security extension): the CSR and the answer given;"
+        " signedBy csms (the CSMS signs it and sends CertificateSigned) or external (an"
+        " external CA answers through the commands API); a Rejected CSR carries the reason.",
+        example={
+            "status": "Accepted",
+            "signedBy": "external",
+            "csr": "-----BEGIN CERTIFICATE REQUEST-----\n...",
+        },
+    ),
+    EventType(
+        name="charger.log_status",
+        description="LogStatusNotification (security extension): the upload's status and the"
+        " GetLog requestId.",
+        example={"status": "Uploaded", "requestId": 7},
+    ),
+    EventType(
+        name="charger.signed_firmware_status",
+        description="SignedFirmwareStatusNotification (security extension): the status and"
+        " the SignedUpdateFirmware requestId.",
+        example={"status": "SignatureVerified", "requestId": 3},
+    ),
+    EventType(
         name="connector.status_changed",
         description="StatusNotification; connectorId 0 is the charger itself.",
         example={

@@ -30,6 +30,7 @@ from typing import Any
 
 import asyncpg
 
+from csms.periodic import every
 from storage.cluster import CHANNEL, Claim, ClusterTables, NodeRow, Owner
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,10 @@ class PgCluster(Solo):
         )
         self._last_beat = time.monotonic()
         self._tasks = [
-            asyncio.create_task(self._beat_loop(), name="cluster-heartbeat"),
+            asyncio.create_task(
+                every(self.lease_ttl / 3, self.beat_once, "cluster heartbeat"),
+                name="cluster-heartbeat",
+            ),
             asyncio.create_task(self._listen_loop(), name="cluster-listen"),
         ]
         try:
@@ -223,15 +227,6 @@ class PgCluster(Solo):
                 log.warning("cluster: the wake-up connection was lost; reconnecting")
 
     # -- liveness and lost nodes -------------------------------------------------------------
-
-    async def _beat_loop(self) -> None:
-        interval = self.lease_ttl / 3
-        while True:
-            await asyncio.sleep(interval)  # a period, not a wait for a condition
-            try:
-                await self.beat_once()
-            except Exception as exc:
-                log.warning("cluster: heartbeat failed: %s", exc)
 
     async def beat_once(self) -> None:
         """Heartbeat, then adopt what lost nodes held."""

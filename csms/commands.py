@@ -22,13 +22,15 @@ never blocked waiting for itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from csms.hub import ChargerHub
+from csms.periodic import every
 from csms.protocol import commands as logic
 from csms.protocol.core import Outcome
 from csms.protocol.frames import CallError, CallResult, encode_call
@@ -51,6 +53,8 @@ class UnknownCommand(LookupError):
 CANCELLED = {"code": "cancelled", "message": "cancelled through the API before it was sent"}
 SWEEP_INTERVAL = 2.0  # seconds between a cluster node's pulls of commands it was not told of
 WAIT_POLL = 1.0  # ... and between reads of a command another node sends, for ?wait=
+FINISHED_KEPT = 10_000  # ids of commands finished here that pulls skip (newest kept)
+SETTLE_WAIT = 5.0  # at most this long for the in-flight outcome before those behind it fail
 
 
 @dataclass(slots=True, eq=False)
@@ -91,6 +95,9 @@ class CommandDispatcher:
         self._closing = False
         self._shared = hub.cluster.shared
         self._remote: dict[str, str] = {}  # commands stored here for another node: charger id
+        # Commands recently finished here: a pull that read the table before their outcome
+        # was committed must not queue them again.
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
         hub.answer_handler = self.on_answer
         hub.on_attach.append(self.on_connected)
@@ -375,6 +382,10 @@ class CommandDispatcher:
             lambda snap: logic.complete(snap, command, now=now, response=response, error=error),
         )
         final = next(w for w in outcome.writes if isinstance(w, Command))
+        if self._shared:
+            self._finished[command.id] = None
+            while len(self._finished) > FINISHED_KEPT:
+                self._finished.popitem(last=False)
         if self._on_status is not None:
             self._on_status(final.action, final.status)
         future = self._done.pop(command.id, None)
@@ -440,7 +451,7 @@ class CommandDispatcher:
         if queue.waiting is not None:
             known.add(queue.waiting[0])
         for command in stored:
-            if command.id in known or command.sent_at is not None:
+            if command.id in known or command.id in self._finished or command.sent_at is not None:
                 continue
             self._done.setdefault(command.id, asyncio.get_running_loop().create_future())
             queue.commands.append(command)
@@ -460,17 +471,9 @@ class CommandDispatcher:
             self._done.pop(command_id, None)
             future.set_result(stored)
 
-    async def _sweep(self) -> None:
+    async def sweep_once(self) -> None:
         """Pull what a lost notification left waiting; fail what this node's API stored for
         a charger that no node holds any more (it was to be sent now, not on reconnect)."""
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL)  # a period, not a wait for a condition
-            try:
-                await self.sweep_once()
-            except Exception as exc:
-                log.warning("command sweep failed: %s", exc)
-
-    async def sweep_once(self) -> None:
         waiting = {c.charger_id for c in await self.hub.store.open_commands()}
         for charger_id in waiting:
             if self.hub.connection_of(charger_id) is not None:
@@ -527,7 +530,11 @@ class CommandDispatcher:
                 if not c.deferred or c.id == in_flight or c.id in queue.cancelling
             )
         # The commands queued behind fail now, with this connection: not later, when the
-        # worker gets to them and the charger may already be back on a new one.
+        # worker gets to them and the charger may already be back on a new one. After the
+        # one in flight (its worker records it at once): outcomes in API order.
+        if in_flight is not None and queue.settled is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(queue.settled.wait(), SETTLE_WAIT)
         await self._fail_undeferred(charger_id, "the charger disconnected", keep=in_flight)
 
     # -- life -----------------------------------------------------------------------------
@@ -536,7 +543,9 @@ class CommandDispatcher:
         """At start: queued-for-reconnect commands wait again; others died with the last run
         (on a cluster: only those of chargers no live node holds)."""
         if self._shared:
-            self._sweeper = asyncio.create_task(self._sweep(), name="command-sweep")
+            self._sweeper = asyncio.create_task(
+                every(SWEEP_INTERVAL, self.sweep_once, "command sweep"), name="command-sweep"
+            )
             return await self._resume_shared()
         resumed = 0
         for command in await self.hub.store.open_commands():

@@ -65,13 +65,19 @@ class OcppSettings(_Section):
     call_timeout: Annotated[float, Field(gt=0, le=3600)] = 30
     tls_cert: str = ""
     tls_key: str = ""
+    tls_ca: str = ""  # CA of charger client certificates (security profile 3)
+    tls_ca_key: str = ""  # its private key: SignCertificate requests are signed with it
 
     @model_validator(mode="after")
     def _tls_pair(self) -> OcppSettings:
         if bool(self.tls_cert) != bool(self.tls_key):
             missing = "tls_key" if self.tls_cert else "tls_cert"
             raise ValueError(f"tls_cert and tls_key go together: {missing} is empty")
-        for key in ("tls_cert", "tls_key"):
+        if self.tls_ca and not self.tls_cert:
+            raise ValueError("tls_ca needs tls_cert and tls_key (profile 3 is TLS)")
+        if self.tls_ca_key and not self.tls_ca:
+            raise ValueError("tls_ca_key needs tls_ca (the certificate of that key)")
+        for key in ("tls_cert", "tls_key", "tls_ca", "tls_ca_key"):
             path = getattr(self, key)
             if path and not Path(path).is_file():
                 raise ValueError(f"{key}: no such file {path!r}")

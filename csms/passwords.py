@@ -31,6 +31,14 @@ def key_problem(password: str) -> str | None:
     return None
 
 
+GENERATED_KEY_LENGTH = 24  # DESIGN 6: the key made for a charger registered without one
+
+
+def generate_key() -> str:
+    """A random AuthorizationKey (A01.FR.07): 24 URL-safe characters, 144 bits."""
+    return secrets.token_urlsafe(GENERATED_KEY_LENGTH * 3 // 4)
+
+
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)

@@ -3,7 +3,9 @@
 Handshake (OCPP-J 1.6, 3.1): the path is ``/ocpp/{chargerId}`` (URL-decoded, 1-48
 characters); an unregistered id gets HTTP 404 unless ``allow_unknown_chargers``; a charger
 with a password must send HTTP Basic auth with its id as user name (Security Whitepaper,
-profile 1; profile 2 when TLS is configured), else HTTP 401. Neither reaches OCPP handling.
+profile 1; profile 2 when TLS is configured), else HTTP 401; a client certificate (profile 3)
+and the charger's registered profile are checked in ``handshake_security.py`` (401/403).
+None of these reaches OCPP handling.
 Subprotocol ``ocpp1.6`` is negotiated; a client that offers none we speak gets the handshake
 completed without the header and is then closed (3.1.2).
 
@@ -20,7 +22,7 @@ import binascii
 import contextlib
 import http
 import logging
-import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -32,6 +34,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from csms import handshake_security as security
 from csms.config import OcppSettings
 from csms.hub import ChargerHub
 from csms.logs import set_log_context
@@ -116,6 +119,9 @@ class OcppServer:
         self.metrics = metrics
         self._verified = VerifiedCache()
         self._server: Server | None = None
+        # Told of each CALL answered with a result, once the answer is out (e.g. a signed
+        # certificate follows an accepted SignCertificate: csms/certificates.py).
+        self.after_reply: list[Callable[[str, Call, Any], Awaitable[None]]] = []
 
     @property
     def port(self) -> int:
@@ -128,10 +134,7 @@ class OcppServer:
         return f"{scheme}://{self.settings.host}:{self.port}/ocpp"
 
     async def start(self) -> None:
-        ssl_context = None
-        if self.settings.tls:
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        ssl_context = security.server_context(self.settings)
         self._server = await serve(
             self._handler,
             self.settings.host,
@@ -184,8 +187,11 @@ class OcppServer:
                 _peer(connection),
             )
             return connection.respond(http.HTTPStatus.NOT_FOUND, "unknown charger\n")
-        profile = 0
-        if registration is not None and registration.password_hash:
+        # Profile 3: a client certificate is the credential (csms/handshake_security.py).
+        names = security.client_common_names(connection.transport)
+        denied = security.certificate_refusal(charger_id, names)
+        basic = False
+        if denied is None and names is None and registration and registration.password_hash:
             refusal = await self._authenticate(charger_id, registration.password_hash, request)
             if refusal is not None:
                 log.info(
@@ -197,9 +203,20 @@ class OcppServer:
                 response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "unauthorized\n")
                 response.headers["WWW-Authenticate"] = 'Basic realm="chargehook", charset="UTF-8"'
                 return response
-            profile = 1
-        if self.settings.tls:
-            profile = 2 if profile else 0
+            basic = True
+        profile = security.achieved_profile(
+            certificate=names is not None, basic=basic, tls=self.settings.tls
+        )
+        denied = denied or security.profile_refusal(registration, profile)
+        if denied is not None:
+            log.info(
+                "refused charger %r from %s: HTTP %d, %s",
+                charger_id,
+                _peer(connection),
+                denied.status,
+                denied.reason,
+            )
+            return connection.respond(denied.status, f"{denied.status.phrase.lower()}\n")
         connection.chargehook_identity = Identity(charger_id, registration, profile)  # type: ignore[attr-defined]
         return None
 
@@ -245,6 +262,8 @@ class OcppServer:
                 registration_policy="Accepted",
                 created_at=stamp,
                 updated_at=stamp,
+                # One that came with a client certificate keeps needing one.
+                security_profile=3 if identity.security_profile == 3 else 0,
             )
         session = _Session(connection, charger_id)
         await self.hub.attach(
@@ -289,6 +308,8 @@ class OcppServer:
             else:
                 await session.send(encode_call_result(frame.unique_id, reply))
                 result = OK
+                for hook in self.after_reply:
+                    await hook(session.charger_id, frame, reply)
             if self.metrics is not None:
                 self.metrics.ocpp_call(frame.action, result, perf_counter() - received)
         elif isinstance(frame, FrameError):

@@ -29,7 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
-from simulators import commands
+from simulators import commands, security
 from simulators.frames import Call, CallError, CallResult, ErrorCode, Unreadable, encode, parse
 from simulators.model import ChargerModel
 from simulators.net import (
@@ -95,6 +95,8 @@ class Charger:
         *,
         password: str | None = None,
         ca: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
         connectors: int = 1,
         model: ChargerModel | None = None,
         call_timeout: float = 30.0,
@@ -115,6 +117,8 @@ class Charger:
         if password:
             self.model.config.set("AuthorizationKey", password)
         self.ca = ca
+        self.cert, self.key = cert, key  # security profile 3: the client certificate
+        self.model.security.common_name = charger_id  # the CN of its CSRs
         self.call_timeout = call_timeout  # seconds to wait for the CSMS's answer
         self.sample_interval = sample_interval  # overrides MeterValueSampleInterval (tests)
         self.heartbeat_interval = heartbeat_interval  # overrides the interval from boot
@@ -139,6 +143,7 @@ class Charger:
         self._lose: dict[str, int] = {}  # action -> answers still to lose (`lose_answer`)
         self._wake = asyncio.Event()  # something was pushed into the outbox
         self._timers = asyncio.Event()  # a timer-related configuration key changed
+        self._sampling = asyncio.Event()  # the same, for the meter sample clock
         self._online = asyncio.Event()  # cleared by go_offline(): do not reconnect
         self._online.set()
         self._reboot: bool | None = None  # a reboot is under way (True: hard)
@@ -279,6 +284,24 @@ class Charger:
     def recover(self, connector_id: int) -> None:
         self._push(self.model.recover(connector_id, self.now()))
 
+    # The security extension's charger-initiated messages (Security Whitepaper 5).
+
+    def security_event(self, kind: str, tech_info: str | None = None) -> None:
+        """SecurityEventNotification (N01), e.g. ``TamperDetectionActivated``."""
+        self._push([security.security_event(kind, self.now(), tech_info)])
+
+    def request_certificate(self) -> None:
+        """SignCertificate with a new key pair's CSR (A03); CertificateSigned completes it."""
+        self._push([security.sign_certificate(self.model)])
+
+    def log_status(self, status: str, request_id: int | None = None) -> None:
+        """LogStatusNotification (N02)."""
+        self._push([security.log_status(self.model, status, request_id)])
+
+    def signed_firmware_status(self, status: str, request_id: int | None = None) -> None:
+        """SignedFirmwareStatusNotification (L01)."""
+        self._push([security.signed_firmware_status(self.model, status, request_id)])
+
     async def go_offline(self) -> None:
         """Lose the connection and stay away until `go_online()`; charging goes on."""
         self._online.clear()
@@ -372,7 +395,7 @@ class Charger:
             endpoint(self.url, self.charger_id),
             subprotocols=[Subprotocol(SUBPROTOCOL)],
             additional_headers=headers,
-            ssl=ssl_context(self.url, self.ca),
+            ssl=ssl_context(self.url, self.ca, self.cert, self.key),
             open_timeout=self.call_timeout,
         )
         if ws.subprotocol != SUBPROTOCOL:  # OCPP-J 3.1.2: no agreed version, no OCPP
@@ -593,8 +616,13 @@ class Charger:
             self._spawn(self._do_diagnostics(effect.statuses))
         elif isinstance(effect, commands.InstallFirmware):
             self._spawn(self._do_firmware(effect))
+        elif isinstance(effect, commands.UploadLog):
+            self._spawn(self._do_log_upload(effect))
+        elif isinstance(effect, commands.InstallSignedFirmware):
+            self._spawn(self._do_signed_firmware(effect))
         elif isinstance(effect, commands.ConfigChanged):
             self._timers.set()
+            self._sampling.set()
 
     async def _do_reboot(self, *, hard: bool) -> None:
         """Reset (5.14): Soft sends its StopTransactions first, Hard just goes."""
@@ -623,6 +651,30 @@ class Charger:
             self.stop_transaction(tx.connector_id, "Reboot")
         await self._do_reboot(hard=False)
 
+    async def _do_log_upload(self, effect: commands.UploadLog) -> None:
+        for status in effect.statuses:
+            await asyncio.sleep(self.step_delay)
+            self._push([security.log_status(self.model, status, effect.request_id)])
+
+    async def _do_signed_firmware(self, effect: commands.InstallSignedFirmware) -> None:
+        """L01: download, verify the signature, install, report each step, reboot."""
+        delay = (effect.retrieve_at - self.now()).total_seconds()
+        await asyncio.sleep(max(0.0, delay))
+        statuses = ("Downloading", "Downloaded", "SignatureVerified", "Installing")
+        for status in statuses:
+            if self.model.security.firmware_request != effect.request_id:
+                return  # replaced by a newer SignedUpdateFirmware (AcceptedCanceled)
+            self._push([security.signed_firmware_status(self.model, status, effect.request_id)])
+            await asyncio.sleep(self.step_delay)
+        self._push(
+            [
+                security.signed_firmware_status(self.model, "Installed", effect.request_id),
+                security.security_event("FirmwareUpdated", self.now(), effect.location),
+            ]
+        )
+        self.model.security.firmware_request = None
+        self.model.security.firmware_status = "Idle"
+
     # ----- timers --------------------------------------------------------------------
 
     def _heartbeat_seconds(self) -> float:
@@ -642,19 +694,34 @@ class Charger:
                 pass
             self._push([Outgoing(action="Heartbeat")])
 
+    def _sample_seconds(self) -> float:
+        if self.sample_interval is not None:
+            return self.sample_interval
+        return float(self.model.config.get_int("MeterValueSampleInterval"))
+
     async def _clock_loop(self) -> None:
-        """Meter samples at MeterValueSampleInterval (3.16.1), reservation expiry: also offline."""
+        """Meter samples at MeterValueSampleInterval (3.16.1), reservation expiry: also offline.
+
+        The next sample is due one interval after the last; a changed interval wakes the
+        loop, so it takes effect at once (60 s -> 1 s samples within a second, not after
+        the 60 s already scheduled)."""
         loop = asyncio.get_running_loop()
-        next_sample = loop.time()
+        last_sample = loop.time()
         while True:
-            interval = self.sample_interval
-            if interval is None:
-                interval = float(self.model.config.get_int("MeterValueSampleInterval"))
-            step = min(1.0, interval) if interval > 0 else 1.0
-            await asyncio.sleep(step)
+            interval = self._sample_seconds()
+            wait = 1.0
+            if interval > 0:
+                wait = min(1.0, max(0.0, last_sample + interval - loop.time()))
+            self._sampling.clear()
+            try:
+                await asyncio.wait_for(self._sampling.wait(), wait)
+                continue  # the interval changed: schedule on the new one
+            except TimeoutError:
+                pass
             now = self.now()
             messages = self.model.tick(now)
-            if interval > 0 and loop.time() >= next_sample:
-                next_sample = loop.time() + interval
+            interval = self._sample_seconds()
+            if interval > 0 and loop.time() >= last_sample + interval:
+                last_sample = loop.time()
                 messages += self.model.sample(now)
             self._push(messages)

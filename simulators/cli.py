@@ -18,7 +18,7 @@ from simulators.charger import Charger, ConnectFailed
 from simulators.load import SCENARIOS as LOAD_SCENARIOS
 from simulators.load import LoadError, LoadOptions, run_load
 from simulators.model import ChargerModel, Identity
-from simulators.net import check_url, is_loopback_url
+from simulators.net import check_url, is_loopback_url, ssl_context
 from simulators.scenarios import (
     SCENARIOS,
     IdTagRefused,
@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--password", help="security profile 1/2 password (HTTP Basic auth)")
     run.add_argument("--ca", help="CA file to trust for a wss:// server certificate")
+    run.add_argument(
+        "--cert",
+        help="security profile 3: PEM client certificate (subject CN = the charger id) for wss://",
+    )
+    run.add_argument("--key", help="its private key (PEM), unless in the --cert file")
     run.add_argument(
         "--scenario", required=True, choices=sorted(SCENARIOS), help="what the charger does"
     )
@@ -187,6 +192,17 @@ async def _run(args: argparse.Namespace) -> int:
     if args.connect_attempts < 1:
         _fail("--connect-attempts must be 1 or more")
         return 2
+    if (args.cert or args.key) and not args.url.startswith("wss://"):
+        _fail("--cert/--key are for wss:// (security profile 3)")
+        return 2
+    if args.key and not args.cert:
+        _fail("--key needs --cert")
+        return 2
+    try:
+        ssl_context(args.url, args.ca, args.cert, args.key)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        _fail(f"cannot use --ca/--cert/--key: {exc}")
+        return 2
     model = ChargerModel(
         connectors=args.connectors,
         identity=Identity(
@@ -202,6 +218,8 @@ async def _run(args: argparse.Namespace) -> int:
         args.charger_id,
         password=args.password,
         ca=args.ca,
+        cert=args.cert,
+        key=args.key,
         model=model,
         call_timeout=args.call_timeout,
         heartbeat_interval=args.heartbeat_interval,

@@ -1,4 +1,5 @@
-"""Answers to the 19 CSMS-initiated OCPP 1.6 actions (section 5), as a real charger gives them.
+"""Answers to the 19 CSMS-initiated OCPP 1.6 actions (section 5), as a real charger gives them
+(the security extension's seven are in ``security.py``).
 
 `handle()` is pure: it changes the model and returns a `Reply`: the CALLRESULT payload (or a
 CALLERROR), the CALLs to queue once that answer is on the wire (`then`), and at most one
@@ -10,16 +11,27 @@ what keeps a charger from deadlocking on its own request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from simulators import security
 from simulators.config import ConfigurationStatus
 from simulators.frames import ErrorCode
 from simulators.model import ChargerModel, Connector, Reservation
 from simulators.outbox import Outgoing
 from simulators.profiles import ProfileError, Purpose, Unit
+from simulators.replies import (
+    ConfigChanged,
+    Effect,
+    InstallFirmware,
+    InstallSignedFirmware,
+    Reboot,
+    Reply,
+    UploadDiagnostics,
+    UploadLog,
+)
 from simulators.status import Status, TransitionError
 from simulators.timefmt import parse_iso
 
@@ -35,52 +47,15 @@ CHARGER_ACTIONS = frozenset(
         "StartTransaction",
         "StatusNotification",
         "StopTransaction",
+        # the security extension's
+        "LogStatusNotification",
+        "SecurityEventNotification",
+        "SignCertificate",
+        "SignedFirmwareStatusNotification",
     }
 )
 
 UPLOAD_SCHEMES = frozenset({"ftp", "ftps", "sftp", "http", "https"})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reboot:
-    """Reset (5.14) or a firmware install: disconnect, forget, reconnect, boot again."""
-
-    hard: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UploadDiagnostics:
-    """GetDiagnostics (5.9): walk DiagnosticsStatusNotification through these statuses."""
-
-    statuses: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InstallFirmware:
-    """UpdateFirmware (5.19): at `retrieve_at`, download, install, report, reboot."""
-
-    location: str
-    retrieve_at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConfigChanged:
-    """A key changed: the shell re-reads timers (HeartbeatInterval, MeterValueSampleInterval)."""
-
-    key: str
-
-
-Effect = Reboot | UploadDiagnostics | InstallFirmware | ConfigChanged
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reply:
-    """What to answer and what to do after answering."""
-
-    payload: dict[str, Any] | None = None  # the CALLRESULT payload, None for a CALLERROR
-    error: tuple[str, str] | None = None  # (1.6 error code, description)
-    then: list[Outgoing] = field(default_factory=list)  # CALLs to queue after the answer
-    effect: Effect | None = None
 
 
 def handle(
@@ -380,6 +355,29 @@ def trigger_message(m: ChargerModel, p: dict[str, Any], now: datetime, online: b
     return _status("Accepted", then)
 
 
+def extended_trigger_message(
+    m: ChargerModel, p: dict[str, Any], now: datetime, online: bool
+) -> Reply:
+    """ExtendedTriggerMessage (security extension 5.5): TriggerMessage's messages plus the
+    extension's: LogStatusNotification, SignedFirmwareStatusNotification (as
+    FirmwareStatusNotification) and a new CSR (SignChargePointCertificate, A02)."""
+    what, connector_id = p["requestedMessage"], p.get("connectorId")
+    if connector_id is not None and connector_id not in m.connectors:
+        return _status("Rejected")
+    state = m.security
+    if what == "LogStatusNotification":
+        request = None if state.log_status == "Idle" else state.log_request
+        return _status("Accepted", [security.log_status(m, state.log_status, request)])
+    if what == "FirmwareStatusNotification":
+        status, request = state.firmware_status, state.firmware_request
+        return _status("Accepted", [security.signed_firmware_status(m, status, request)])
+    if what == "SignChargePointCertificate":
+        return _status("Accepted", [security.sign_certificate(m)])
+    if what == "DiagnosticsStatusNotification":
+        return _status("NotImplemented")  # not a MessageTriggerEnumType value
+    return trigger_message(m, p, now, online)
+
+
 def unlock_connector(m: ChargerModel, p: dict[str, Any], now: datetime, online: bool) -> Reply:
     c = _connector(m, p["connectorId"])
     if c is None:
@@ -418,9 +416,24 @@ HANDLERS: dict[str, Handler] = {
     "SendLocalList": send_local_list,
     "SetChargingProfile": set_charging_profile,
     "TriggerMessage": trigger_message,
+    "ExtendedTriggerMessage": extended_trigger_message,
     "UnlockConnector": unlock_connector,
     "UpdateFirmware": update_firmware,
+    **security.HANDLERS,  # the security extension's seven
 }
+
+__all__ = [
+    "HANDLERS",
+    "ConfigChanged",
+    "Effect",
+    "InstallFirmware",
+    "InstallSignedFirmware",
+    "Reboot",
+    "Reply",
+    "UploadDiagnostics",
+    "UploadLog",
+    "handle",
+]
 
 
 def firmware_status(m: ChargerModel, status: str, location: str | None = None) -> Outgoing:

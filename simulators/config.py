@@ -110,6 +110,9 @@ def default_keys(*, connectors: int) -> list[Key]:
         ("ChargingScheduleMaxPeriods", 24, Kind.INT, ro),
         ("ConnectorSwitch3to1PhaseSupported", "false", Kind.BOOL, ro),
         ("MaxChargingProfilesInstalled", 20, Kind.INT, ro),
+        # Security Whitepaper, section 7
+        ("CertificateStoreMaxLength", 10, Kind.INT, ro),
+        ("CpoName", "", Kind.TEXT, rw),  # the O of the charger's CSRs (A02.FR.13)
     ]
     keys = [Key(name=n, value=str(v), kind=k, readonly=r) for n, v, k, r in table]
     # Security whitepaper, section 2: the profile 1/2 password, settable, never readable.

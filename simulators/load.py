@@ -477,6 +477,8 @@ async def register(
             body: dict[str, Any] = {"id": charger_id}
             if password:
                 body["password"] = password
+            else:  # connects without Basic auth: say so, or a key would be generated
+                body["securityProfile"] = 0
             async with sem:
                 try:
                     async with session.post(url, json=body) as resp:

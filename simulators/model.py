@@ -22,6 +22,7 @@ from simulators.config import Configuration, default_keys
 from simulators.meter import Meter, sampled_values
 from simulators.outbox import Outgoing
 from simulators.profiles import UNIT_NAMES, Limits, ProfileError, ProfileStore, Unit
+from simulators.security import SecurityState
 from simulators.status import ErrorCode, Status, check_transition
 from simulators.timefmt import iso
 
@@ -129,6 +130,7 @@ class ChargerModel:
         self.tx_ids: dict[int, int] = {}  # transaction ref -> CSMS transactionId
         self.diagnostics_status = "Idle"  # last DiagnosticsStatusNotification status
         self.firmware_status = "Idle"  # last FirmwareStatusNotification status
+        self.security = SecurityState()  # certificates, log and signed firmware state
         self._next_ref = 1  # next local transaction ref
 
     # ----- queries -------------------------------------------------------------------

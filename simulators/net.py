@@ -58,11 +58,17 @@ def basic_auth(charger_id: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def ssl_context(url: str, ca: str | None) -> ssl.SSLContext | None:
-    """Security profile 2: a TLS context that trusts `ca` (or the system store) for wss://."""
+def ssl_context(
+    url: str, ca: str | None, cert: str | None = None, key: str | None = None
+) -> ssl.SSLContext | None:
+    """Security profile 2: a TLS context that trusts `ca` (or the system store) for wss://;
+    profile 3 with the client certificate `cert` (and its `key`, if not in the same file)."""
     if urlsplit(url).scheme != "wss":
         return None
-    return ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+    context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+    if cert:
+        context.load_cert_chain(cert, key or None)
+    return context
 
 
 def is_loopback_url(url: str) -> bool:
@@ -86,6 +92,7 @@ def is_loopback_url(url: str) -> bool:
 BAD_URL = "bad-url"
 NOT_REGISTERED = "not-registered"
 PASSWORD = "password"  # 401 with a Basic challenge: wrong or missing password
+PROFILE = "profile"  # 401/403 without one: no or a wrong client certificate, a downgrade
 NOT_OCPP = "not-ocpp"  # an HTTP answer that is no WebSocket upgrade, or no ocpp1.6
 REFUSED = "refused"  # nothing listens there
 TLS = "tls"
@@ -178,6 +185,18 @@ def _refused_upgrade(
             kind=PASSWORD,
             message=f"{what} (HTTP 401 from {target})",
             hint="pass the password it was registered with (--password)",
+            final=True,
+            status=status,
+        )
+    if status in (401, 403) and not web_page:
+        # Security profiles (Security Whitepaper 2): profile 3 wants a client certificate
+        # whose CN is the charger id; a charger registered at 2 or 3 cannot connect lower.
+        return ConnectProblem(
+            kind=PROFILE,
+            message=f"charger {charger_id} refused (HTTP {status} from {target}): "
+            + (said or "its security profile or client certificate does not fit"),
+            hint="profile 3 needs --cert/--key (subject CN = the charger id) over wss://;"
+            " profile 2 needs wss://",
             final=True,
             status=status,
         )

@@ -24,6 +24,9 @@ class ChargerRegistration:
     registration_policy: str  # Accepted | Pending | Rejected
     created_at: str
     updated_at: str
+    # OCPP security profile (0 none, 1 Basic, 2 TLS + Basic, 3 TLS + client certificate):
+    # a connection below it is refused (DESIGN 3).
+    security_profile: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -62,9 +62,10 @@ def upsert(table: str, columns: str, key: str) -> str:
 _SQL: dict[type, str] = {
     ChargerRegistration: (
         "INSERT INTO chargers (id, password_hash, description, registration_policy, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-        " password_hash = excluded.password_hash, description = excluded.description,"
-        " registration_policy = excluded.registration_policy, updated_at = excluded.updated_at"
+        " updated_at, security_profile) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+        " SET password_hash = excluded.password_hash, description = excluded.description,"
+        " registration_policy = excluded.registration_policy, updated_at = excluded.updated_at,"
+        " security_profile = excluded.security_profile"
     ),
     ChargerState: upsert(
         "charger_state",
@@ -177,6 +178,7 @@ def statement_of(record: Record | Delete | Statement) -> tuple[str, tuple[Any, .
                 r.registration_policy,
                 r.created_at,
                 r.updated_at,
+                r.security_profile,
             )
         case ChargerState():
             s = record
@@ -297,6 +299,7 @@ def registration(row: aiosqlite.Row) -> ChargerRegistration:
         registration_policy=row["registration_policy"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        security_profile=row["security_profile"],
     )
 
 

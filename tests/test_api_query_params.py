@@ -167,7 +167,8 @@ async def test_the_catalog_is_whole_unless_a_limit_is_given(csms: Csms, api: Api
     first = await api.get("/api/v1/event-types?limit=5")
     assert [t["name"] for t in first["items"]] == names[:5] and first["hasMore"] is True
     rest = await api.get(f"/api/v1/event-types?limit=100&startingAfter={names[4]}")
-    assert [t["name"] for t in rest["items"]] == names[5:] and rest["hasMore"] is False
+    assert [t["name"] for t in rest["items"]] == names[5:105]
+    assert rest["hasMore"] is (len(names) > 105)  # 123 types with the security extension
     status, body = await api.request("GET", "/api/v1/event-types?limit=0")
     assert status == 400 and body["error"]["code"] == "invalid_parameter", body
     status, body = await api.request("GET", "/api/v1/event-types?startingAfter=nope")

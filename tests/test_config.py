@@ -29,6 +29,8 @@ def test_the_example_config_shows_every_setting_and_loads() -> None:
         ("[ocpp]\nprot = 9000\n", "ocpp.prot: unknown setting"),
         ("[ocpp]\nauthorization = 'maybe'\n", "ocpp.authorization"),
         ("[ocpp]\ntls_cert = 'x.pem'\n", "tls_key"),
+        ("[ocpp]\ntls_ca = 'ca.pem'\n", "ocpp: tls_ca needs tls_cert"),
+        ("[ocpp]\ntls_ca_key = 'ca.key'\n", "tls_ca_key needs tls_ca"),
         ("[api]\ntokens = ['short']\n", "api.tokens.0"),
         ("[storage]\nurl = 'mysql://x'\n", "storage.url: expected sqlite:///path"),
         ("[storage]\nurl = 'postgresql://x/db'\n", "webhooks.secret_key_file is required"),

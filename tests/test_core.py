@@ -772,7 +772,7 @@ def test_status_notifications(action: str, event_type: str, status: str, attribu
     [
         ("FooBar", ErrorCode.NOT_IMPLEMENTED),
         ("heartbeat", ErrorCode.NOT_IMPLEMENTED),
-        ("SecurityEventNotification", ErrorCode.NOT_SUPPORTED),
+        ("GetLog", ErrorCode.NOT_SUPPORTED),  # the security extension's, CSMS-initiated
         ("Reset", ErrorCode.NOT_SUPPORTED),
         ("RemoteStartTransaction", ErrorCode.NOT_SUPPORTED),
     ],

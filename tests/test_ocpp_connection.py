@@ -77,7 +77,7 @@ async def test_refused_connections_get_http_errors_and_no_events(csms, api: Api)
 
 
 async def test_charger_without_password_needs_no_auth(csms, api: Api) -> None:
-    await register(api, "CP-OPEN", password=None)
+    await register(api, "CP-OPEN", password=None, securityProfile=0)
     charger = RawCharger(await open_socket(csms, "CP-OPEN", password=None))
     try:
         assert (await charger.call("BootNotification", BOOT))[2]["status"] == "Accepted"

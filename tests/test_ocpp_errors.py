@@ -74,8 +74,8 @@ ANSWERED: list[tuple[str, str, str, str]] = [
     ("unknown-action", '[2, "bad14", "MakeCoffee", {}]', "bad14", "NotImplemented"),
     ("wrong-case-action", '[2, "bad15", "heartbeat", {}]', "bad15", "NotImplemented"),
     (
-        "security-extension",
-        json.dumps([2, "bad16", "SecurityEventNotification", {"type": "X", "timestamp": STAMP}]),
+        "security-extension-csms-action",
+        json.dumps([2, "bad16", "GetInstalledCertificateIds", {"certificateType": "X"}]),
         "bad16",
         "NotSupported",
     ),

@@ -64,6 +64,13 @@ CHARGING_PROFILE = {
     },
 }
 
+CERT_HASH = {
+    "hashAlgorithm": "SHA256",
+    "issuerNameHash": "a1",
+    "issuerKeyHash": "b2",
+    "serialNumber": "01",
+}
+
 # Requests a charger sends (OCPP 1.6, section 4), with their optional fields.
 CHARGE_POINT_REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("Authorize", {"idTag": "USER001"}),
@@ -98,6 +105,14 @@ CHARGE_POINT_REQUESTS: list[tuple[str, dict[str, Any]]] = [
             "transactionData": METER_VALUES["meterValue"],
         },
     ),
+    # the security extension (Security Whitepaper 5)
+    ("LogStatusNotification", {"status": "Uploading", "requestId": 1}),
+    (
+        "SecurityEventNotification",
+        {"type": "StartupOfTheDevice", "timestamp": NOW, "techInfo": "cold boot"},
+    ),
+    ("SignCertificate", {"csr": "-----BEGIN CERTIFICATE REQUEST-----"}),
+    ("SignedFirmwareStatusNotification", {"status": "SignatureVerified", "requestId": 3}),
 ]
 
 # Answers the CSMS gives them.
@@ -112,6 +127,10 @@ CHARGE_POINT_RESPONSES: list[tuple[str, dict[str, Any]]] = [
     ("StartTransaction", {"idTagInfo": {"status": "Accepted"}, "transactionId": 12345}),
     ("StatusNotification", {}),
     ("StopTransaction", {"idTagInfo": {"status": "Accepted"}}),
+    ("LogStatusNotification", {}),
+    ("SecurityEventNotification", {}),
+    ("SignCertificate", {"status": "Rejected"}),
+    ("SignedFirmwareStatusNotification", {}),
 ]
 
 # Requests the CSMS sends (OCPP 1.6, section 5).
@@ -145,6 +164,33 @@ CENTRAL_SYSTEM_REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 1}),
     ("UnlockConnector", {"connectorId": 1}),
     ("UpdateFirmware", {"location": "https://example.com/fw.bin", "retrieveDate": NOW}),
+    # the security extension (Security Whitepaper 5)
+    ("CertificateSigned", {"certificateChain": "-----BEGIN CERTIFICATE-----"}),
+    ("DeleteCertificate", {"certificateHashData": CERT_HASH}),
+    ("ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"}),
+    ("GetInstalledCertificateIds", {"certificateType": "CentralSystemRootCertificate"}),
+    (
+        "GetLog",
+        {
+            "logType": "SecurityLog",
+            "requestId": 1,
+            "retries": 2,
+            "log": {"remoteLocation": "ftp://example.com/logs/", "oldestTimestamp": NOW},
+        },
+    ),
+    ("InstallCertificate", {"certificateType": "ManufacturerRootCertificate", "certificate": "x"}),
+    (
+        "SignedUpdateFirmware",
+        {
+            "requestId": 3,
+            "firmware": {
+                "location": "https://example.com/fw.bin",
+                "retrieveDateTime": NOW,
+                "signingCertificate": "-----BEGIN CERTIFICATE-----",
+                "signature": "c2lnbmF0dXJl",
+            },
+        },
+    ),
 ]
 
 # Answers a charger gives them.
@@ -182,18 +228,24 @@ CENTRAL_SYSTEM_RESPONSES: list[tuple[str, dict[str, Any]]] = [
     ("TriggerMessage", {"status": "NotImplemented"}),
     ("UnlockConnector", {"status": "Unlocked"}),
     ("UpdateFirmware", {}),
+    ("CertificateSigned", {"status": "Rejected"}),
+    ("DeleteCertificate", {"status": "NotFound"}),
+    ("ExtendedTriggerMessage", {"status": "NotImplemented"}),
+    ("GetInstalledCertificateIds", {"status": "Accepted", "certificateHashData": [CERT_HASH]}),
+    ("GetLog", {"status": "AcceptedCanceled", "filename": "security.log"}),
+    ("InstallCertificate", {"status": "Failed"}),
+    ("SignedUpdateFirmware", {"status": "InvalidCertificate"}),
 ]
 
 
 def test_action_sets() -> None:
-    assert len(CHARGE_POINT_ACTIONS) == 10
-    assert len(CENTRAL_SYSTEM_ACTIONS) == 19
+    assert len(CHARGE_POINT_ACTIONS) == 10 + 4  # 1.6 and its security extension
+    assert len(CENTRAL_SYSTEM_ACTIONS) == 19 + 7
     shared = CHARGE_POINT_ACTIONS & CENTRAL_SYSTEM_ACTIONS
     assert shared == {"DataTransfer"}
-    assert CHARGE_POINT_ACTIONS | CENTRAL_SYSTEM_ACTIONS < KNOWN_ACTIONS
+    assert CHARGE_POINT_ACTIONS | CENTRAL_SYSTEM_ACTIONS == KNOWN_ACTIONS
     assert {a for a, _ in CHARGE_POINT_REQUESTS} == CHARGE_POINT_ACTIONS
     assert {a for a, _ in CENTRAL_SYSTEM_REQUESTS} == CENTRAL_SYSTEM_ACTIONS
-    # the 1.6 security extension: known (NotSupported), not unknown (NotImplemented)
     assert {"SecurityEventNotification", "SignCertificate", "GetLog"} < KNOWN_ACTIONS
     assert not any(action.endswith("Response") for action in KNOWN_ACTIONS)
 

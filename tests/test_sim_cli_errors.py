@@ -316,3 +316,17 @@ async def test_run_says_so_when_the_csms_keeps_the_charger_pending(csms: Any, ap
         await proc.wait()
     assert "CP-PEND: BootNotification answered Pending; asking again in" in line
     assert "registrationPolicy" in line
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--url", "ws://127.0.0.1:9/ocpp", "--cert", "c.pem"], "--cert/--key are for wss://"),
+        (["--url", "wss://127.0.0.1:9/ocpp", "--key", "k.pem"], "--key needs --cert"),
+        (["--url", "wss://127.0.0.1:9/ocpp", "--cert", "/nonexistent.pem"], "cannot use"),
+    ],
+)
+async def test_run_bad_client_certificate_options(options: list[str], said: str) -> None:
+    code, _, err, took = await sim("run", *options, "--id", "CP-1", "--scenario", "session")
+    assert code == 2 and said in one_line(err)
+    assert took < QUICK

@@ -65,3 +65,17 @@ def carried(handler: Any) -> Op | None:
     """The description a handler carries, if any."""
     found = getattr(handler, _ATTRIBUTE, None)
     return found if isinstance(found, Op) else None
+
+
+_NOT_AN_OPERATION = "__not_an_api_operation__"
+
+
+def not_an_operation(handler: H) -> H:
+    """Mark a route that serves browsers, not API clients (the dashboard's page and files):
+    the document leaves it out, as it is no part of the admin API it describes."""
+    setattr(handler, _NOT_AN_OPERATION, True)
+    return handler
+
+
+def is_an_operation(handler: Any) -> bool:
+    return getattr(handler, _NOT_AN_OPERATION, False) is not True

@@ -21,6 +21,8 @@ from csms.api.common import PUBLIC_PATHS, auth_middleware, error_middleware, ok
 from csms.api.keys import COMMANDS, EVENT_TYPES, FORGET_PASSWORD, HUB, PUBLIC, STORE
 from csms.api.query import query_middleware
 from csms.commands import CommandDispatcher
+from csms.dashboard import PUBLIC_PATHS as DASHBOARD_PATHS
+from csms.dashboard import routes as dashboard_routes
 from csms.hub import ChargerHub
 from csms.metrics import Metrics
 from csms.protocol.timefmt import format_timestamp
@@ -80,7 +82,7 @@ def create_app(
     metrics_registry: Metrics | None = None,
 ) -> web.Application:
     """``public_paths``: more paths answered without a token (``/metrics`` when public)."""
-    public = PUBLIC_PATHS | frozenset(public_paths)
+    public = PUBLIC_PATHS | DASHBOARD_PATHS | frozenset(public_paths)
     app = web.Application(
         # The query check after auth: an unauthenticated caller learns nothing of the routes.
         middlewares=[error_middleware, auth_middleware(token_check, public), query_middleware],
@@ -105,6 +107,7 @@ def create_app(
         commands.routes,
         openapi.routes,
         metrics.routes,
+        dashboard_routes,  # the web dashboard at /, for browsers
         *extra_routes,
     ):
         app.add_routes(table)

@@ -21,7 +21,8 @@ from csms.api.common import (
 )
 from csms.api.keys import FORGET_PASSWORD, HUB, STORE
 from csms.api.query import PAGINATION, accepts
-from csms.passwords import hash_password, key_problem
+from csms.handshake_security import PROFILES
+from csms.passwords import generate_key, hash_password, key_problem
 from csms.protocol.core import persisted_state
 from csms.protocol.state import RegistrationStatus
 from csms.protocol.timefmt import format_timestamp
@@ -33,7 +34,11 @@ routes = web.RouteTableDef()
 # pattern for {id} would also refuse '{' and '}', leaving such a charger registered but
 # unaddressable. The same for id tags (id_tags.py) and commands to a charger (commands.py).
 
-_FIELDS = ("id", "password", "description", "registrationPolicy")
+_FIELDS = ("id", "password", "securityProfile", "description", "registrationPolicy")
+_PATCH_FIELDS = ("password", "securityProfile", "description", "registrationPolicy")
+DEFAULT_PROFILE = 1  # HTTP Basic auth with a generated key: secure by default (DESIGN 6)
+# Profiles whose credential is an AuthorizationKey; 0 has none, 3 a client certificate.
+_KEYED_PROFILES = (1, 2)
 
 
 def charger_view(
@@ -49,6 +54,7 @@ def charger_view(
         "description": registration.description,
         "registrationPolicy": registration.registration_policy,
         "hasPassword": registration.password_hash is not None,
+        "securityProfile": registration.security_profile,
         "registrationStatus": state.registration_status,
         "connected": state.connected,
         "node": node,
@@ -116,14 +122,47 @@ def _policy(body: dict[str, Any]) -> str | None:
     return policy
 
 
-async def _password_hash(body: dict[str, Any]) -> str | None:
-    password = field(body, "password", str, nullable=True)
-    if password is None:
-        return None
-    problem = key_problem(password)
+def _profile(body: dict[str, Any]) -> int | None:
+    profile = field(body, "securityProfile", int)
+    if profile is not None and profile not in PROFILES:
+        raise bad_request("securityProfile must be 0, 1, 2 or 3", "invalid_field")
+    return profile
+
+
+async def _credentials(
+    body: dict[str, Any], profile: int, stored_hash: str | None
+) -> tuple[str | None, str | None]:
+    """(password hash to store, generated key to show once) for a registration at
+    ``profile``: 1 and 2 always have a key (given, kept, or generated), 0 and 3 none."""
+    given = field(body, "password", str, nullable=True)
+    if profile not in _KEYED_PROFILES:
+        if given is not None:
+            raise bad_request(
+                f"password is not used at securityProfile {profile}"
+                + (" (the client certificate is the credential)" if profile == 3 else ""),
+                "invalid_field",
+            )
+        return None, None
+    if "password" in body and given is None:
+        raise bad_request(
+            f"securityProfile {profile} needs a password; set securityProfile 0 to connect"
+            " without one",
+            "invalid_field",
+        )
+    shown = None
+    if given is None:
+        if stored_hash is not None:
+            return stored_hash, None
+        given = shown = generate_key()
+    problem = key_problem(given)
     if problem:
         raise bad_request(problem, "invalid_field")
-    return await asyncio.to_thread(hash_password, password)
+    return await asyncio.to_thread(hash_password, given), shown
+
+
+def _with_key(view: dict[str, Any], shown: str | None) -> dict[str, Any]:
+    """The view, with a generated key in this one answer only (as ``password``)."""
+    return view if shown is None else {**view, "password": shown}
 
 
 @routes.post("/api/v1/chargers")
@@ -139,7 +178,9 @@ async def create_charger(request: web.Request) -> web.Response:
         )
     description = field(body, "description", str) or ""
     policy = _policy(body) or RegistrationStatus.ACCEPTED
-    password_hash = await _password_hash(body)
+    profile = _profile(body)
+    profile = DEFAULT_PROFILE if profile is None else profile
+    password_hash, shown = await _credentials(body, profile, None)
     hub = request.app[HUB]
     if await request.app[STORE].get_registration(charger_id) is not None:
         raise conflict(f"charger {charger_id} is already registered")
@@ -151,9 +192,10 @@ async def create_charger(request: web.Request) -> web.Response:
         registration_policy=policy,
         created_at=stamp,
         updated_at=stamp,
+        security_profile=profile,
     )
     await hub.save_registration(registration)
-    return ok(await _view(request, charger_id), status=201)
+    return ok(_with_key(await _view(request, charger_id), shown), status=201)
 
 
 @routes.get("/api/v1/chargers")
@@ -191,7 +233,7 @@ async def get_charger(request: web.Request) -> web.Response:
 async def update_charger(request: web.Request) -> web.Response:
     charger_id = request.match_info["id"]
     body = await read_json(request)
-    reject_unknown(body, ("password", "description", "registrationPolicy"))
+    reject_unknown(body, _PATCH_FIELDS)
     store, hub = request.app[STORE], request.app[HUB]
     registration = await store.get_registration(charger_id)
     if registration is None:
@@ -201,13 +243,16 @@ async def update_charger(request: web.Request) -> web.Response:
         changes["description"] = field(body, "description", str) or ""
     if "registrationPolicy" in body:
         changes["registration_policy"] = _policy(body)
-    if "password" in body:
-        changes["password_hash"] = await _password_hash(body)
+    profile = _profile(body)
+    profile = registration.security_profile if profile is None else profile
+    password_hash, shown = await _credentials(body, profile, registration.password_hash)
+    changes["security_profile"] = profile
+    changes["password_hash"] = password_hash
     updated = replace(registration, **changes, updated_at=format_timestamp(hub.clock()))
     await hub.save_registration(updated)
-    if "password" in body:
+    if password_hash != registration.password_hash:
         request.app[FORGET_PASSWORD](charger_id)
-    return ok(await _view(request, charger_id))
+    return ok(_with_key(await _view(request, charger_id), shown))
 
 
 @routes.delete("/api/v1/chargers/{id:[^/]+}")

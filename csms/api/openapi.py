@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from csms.api import chargers, commands, events, id_tags, metrics, stream, transactions, webhooks
-from csms.api.apidoc import Op, Parameter, carried
+from csms.api.apidoc import Op, Parameter, carried, is_an_operation
 from csms.api.common import PUBLIC_PATHS
 from csms.api.keys import PUBLIC
 from csms.api.openapi_schemas import (
@@ -107,8 +107,11 @@ def operations() -> dict[Callable[..., Any], Op]:
         ),
         chargers.create_charger: Op(
             summary="Register a charger",
-            description="It can connect once registered (unless ocpp.allow_unknown_chargers).",
-            data=ref("Charger"),
+            description="It can connect once registered (unless ocpp.allow_unknown_chargers)."
+            " Without a password, security profiles 1 (the default) and 2 get a 24-character"
+            " AuthorizationKey, returned as password in this answer only; securityProfile 0"
+            " connects without authentication, 3 with a client certificate.",
+            data=ref("ChargerWithKey"),
             statuses=(201,),
             body="ChargerCreate",
             body_required=True,
@@ -132,9 +135,10 @@ def operations() -> dict[Callable[..., Any], Op]:
         ),
         chargers.update_charger: Op(
             summary="Change a registration",
-            description="A new password applies to the next connection; a new"
-            " registrationPolicy to the next BootNotification.",
-            data=ref("Charger"),
+            description="A new password or securityProfile applies to the next connection;"
+            " a new registrationPolicy to the next BootNotification. A change to profile 1 or"
+            " 2 without a stored or given password generates one, returned once.",
+            data=ref("ChargerWithKey"),
             body="ChargerUpdate",
             path={"id": _CHARGER},
         ),
@@ -369,7 +373,11 @@ def document(app: web.Application) -> dict[str, Any]:
     public = app.get(PUBLIC, PUBLIC_PATHS)  # what the auth middleware lets through
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
-        if route.method in _IMPLIED_METHODS or route.resource is None:
+        if (
+            route.method in _IMPLIED_METHODS
+            or route.resource is None
+            or not is_an_operation(route.handler)
+        ):
             continue
         template = route.resource.canonical
         op = declared.get(route.handler) or carried(route.handler)

@@ -83,6 +83,20 @@ PASSWORD: Schema = {
     "description": f"the charger's OCPP AuthorizationKey: {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes"
     " in UTF-8, no control characters",
 }
+SECURITY_PROFILE: Schema = {
+    "type": "integer",
+    "enum": [0, 1, 2, 3],
+    "description": "OCPP security profile: 0 no authentication, 1 HTTP Basic, 2 TLS + Basic,"
+    " 3 TLS + client certificate (subject CN = the charger id); a connection below it is"
+    " refused",
+}
+GENERATED_KEY: Schema = {
+    "type": "string",
+    "minLength": 24,
+    "maxLength": 24,
+    "description": "the AuthorizationKey generated for it (profiles 1 and 2 registered"
+    " without a password): shown in this answer only",
+}
 WEBHOOK_SECRET: Schema = {
     "type": "string",
     "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$",
@@ -139,6 +153,7 @@ def _charger() -> Schema:
             "description": STRING,
             "registrationPolicy": {"type": "string", "enum": POLICIES},
             "hasPassword": BOOLEAN,
+            "securityProfile": SECURITY_PROFILE,
             "registrationStatus": nullable({"type": "string", "enum": POLICIES}),
             "connected": BOOLEAN,
             "node": {
@@ -161,6 +176,14 @@ def _charger() -> Schema:
             "updatedAt": TIMESTAMP,
         }
     )
+
+
+def _with_key(charger: Schema) -> Schema:
+    """A charger as registered or changed: with ``password`` when one was generated."""
+    return {
+        **charger,
+        "properties": {**charger["properties"], "password": GENERATED_KEY},
+    }
 
 
 def _id_tag() -> Schema:
@@ -314,11 +337,27 @@ def _webhook_fields(*, create: bool) -> Schema:
 
 
 def _command_request(action: str) -> Schema:
-    """The OCPP 1.6 request schema of ``action`` (draft-04 in the ocpp package; what it uses
-    reads the same in 2020-12 once ``$schema`` goes)."""
+    """The OCPP 1.6 request schema of ``action`` (draft-04 in the ocpp package, draft-06 for
+    the security extension; what they use reads the same in 2020-12 once ``$schema`` and
+    ``$id`` go and the extension's ``#/definitions/...`` references are inlined)."""
     schema = request_schema(action)
     schema.pop("$schema", None)
-    return schema
+    schema.pop("$id", None)
+    definitions = schema.pop("definitions", {})
+    return _inline(schema, definitions)
+
+
+def _inline(node: Any, definitions: dict[str, Any]) -> Any:
+    """``node`` with every ``{"$ref": "#/definitions/X"}`` replaced by X (they do not nest
+    recursively in the OCPP schemas)."""
+    if isinstance(node, list):
+        return [_inline(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    target = node.get("$ref")
+    if isinstance(target, str) and target.startswith("#/definitions/"):
+        return _inline(definitions[target.removeprefix("#/definitions/")], definitions)
+    return {key: _inline(value, definitions) for key, value in node.items()}
 
 
 def components() -> dict[str, Schema]:
@@ -354,14 +393,21 @@ def components() -> dict[str, Schema]:
             {
                 "id": CHARGER_ID,
                 "password": nullable(PASSWORD),
+                "securityProfile": {
+                    **SECURITY_PROFILE,
+                    "description": SECURITY_PROFILE["description"] + "; default 1. Without a"
+                    " password, profiles 1 and 2 get a generated one, shown once",
+                },
                 "description": STRING,
                 "registrationPolicy": {"type": "string", "enum": POLICIES},
             },
             required=("id",),
         ),
+        "ChargerWithKey": _with_key(_charger()),
         "ChargerUpdate": obj(
             {
                 "password": nullable(PASSWORD),
+                "securityProfile": SECURITY_PROFILE,
                 "description": STRING,
                 "registrationPolicy": {"type": "string", "enum": POLICIES},
             },

@@ -7,10 +7,13 @@ A command's life is ``{action}.requested`` and then exactly one of ``.accepted``
 ==========================================================  =========
 answer                                                      outcome
 ==========================================================  =========
-``status`` Accepted, Unlocked, Scheduled, RebootRequired    accepted
+``status`` Accepted, AcceptedCanceled, Unlocked,            accepted
+Scheduled, RebootRequired
 any other ``status`` (Rejected, NotSupported, Occupied,     rejected
 Faulted, Unavailable, VersionMismatch, UnlockFailed,
-UnknownVendorId, UnknownMessageId, Failed, NotImplemented)
+UnknownVendorId, UnknownMessageId, Failed, NotImplemented;
+of the security extension: NotFound, InvalidCertificate,
+RevokedCertificate)
 no ``status`` (GetConfiguration, GetLocalListVersion,       accepted
 GetDiagnostics, UpdateFirmware)
 CALLERROR, time-out, connection lost, an answer that        failed
@@ -29,13 +32,29 @@ import re
 from datetime import datetime
 from typing import Any
 
+from csms.passwords import hash_password
 from csms.protocol.core import DomainEvent, Outcome
 from csms.protocol.evolve import evolve
 from csms.protocol.state import JSON, ChargerSnapshot, RegistrationStatus, RemoteStart
 from csms.protocol.timefmt import format_timestamp
 from storage.records import ChargerSetting, Command
 
-ACCEPTED_STATUSES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired"})
+AUTHORIZATION_KEY = "AuthorizationKey"  # Security Whitepaper 7.2: the profile 1/2 password
+
+ACCEPTED_STATUSES = frozenset(
+    {"Accepted", "AcceptedCanceled", "Unlocked", "Scheduled", "RebootRequired"}
+)
+
+# ExtendedTriggerMessage's requestedMessage -> the action it makes the charger send.
+EXTENDED_TRIGGERS = {
+    "BootNotification": "BootNotification",
+    "LogStatusNotification": "LogStatusNotification",
+    "FirmwareStatusNotification": "SignedFirmwareStatusNotification",
+    "Heartbeat": "Heartbeat",
+    "MeterValues": "MeterValues",
+    "SignChargePointCertificate": "SignCertificate",
+    "StatusNotification": "StatusNotification",
+}
 
 
 class CommandStatus:
@@ -96,6 +115,7 @@ def complete(
     event = DomainEvent(type=event_type(command.action, status), data=data)
     writes: list[Any] = [final]
     if status == CommandStatus.ACCEPTED and response is not None:
+        before = snap.registration
         snap, changed = _learn(snap, command, response, now)
         writes.extend(
             ChargerSetting(
@@ -103,6 +123,8 @@ def complete(
             )
             for key in changed
         )
+        if snap.registration is not before and snap.registration is not None:
+            writes.append(snap.registration)
     return Outcome(snapshot=snap, reply={}, writes=writes, events=[event])
 
 
@@ -124,6 +146,10 @@ def _learn(
         snap = evolve(snap, remote_starts=(*snap.remote_starts, pending))
     elif action == "TriggerMessage":
         snap = evolve(snap, triggered=snap.triggered | {request_["requestedMessage"]})
+    elif action == "ExtendedTriggerMessage":
+        triggered = EXTENDED_TRIGGERS.get(request_["requestedMessage"])
+        if triggered is not None:
+            snap = evolve(snap, triggered=snap.triggered | {triggered})
     elif action == "ChangeAvailability":
         availability = dict(settings.get("availability", {}))
         availability[str(request_["connectorId"])] = {
@@ -155,6 +181,8 @@ def _learn(
             version = response.get("listVersion")
         settings["localListVersion"] = version
         changed.append("localListVersion")
+    elif action == "ChangeConfiguration" and request_["key"] == AUTHORIZATION_KEY:
+        snap = _new_key(snap, request_["value"], format_timestamp(now))
     elif action == "ChangeConfiguration":
         configuration = dict(settings.get("configuration", {}))
         configuration[request_["key"]] = request_["value"]
@@ -170,6 +198,17 @@ def _learn(
     if changed:
         snap = evolve(snap, settings=settings)
     return snap, changed
+
+
+def _new_key(snap: ChargerSnapshot, key: str, stamp: str) -> ChargerSnapshot:
+    """Security Whitepaper A01: the charger took a new AuthorizationKey (ChangeConfiguration)
+    and reconnects with it, so it becomes the stored password of a profile 1/2 charger. The
+    key is never kept in ``settings`` (the API shows those)."""
+    registration = snap.registration
+    if registration is None or registration.security_profile not in (1, 2):
+        return snap  # profiles 0 and 3 do not use it
+    updated = evolve(registration, password_hash=hash_password(key), updated_at=stamp)
+    return evolve(snap, registration=updated)
 
 
 def _replaced_by(entry: JSON, connector_id: int, profile: JSON) -> bool:

@@ -9,7 +9,9 @@ only then writes ``Outcome.reply`` to the socket. The transaction messages live 
 
 Charger-initiated messages served (OCPP 1.6, chapter 4): Authorize, BootNotification,
 DataTransfer, DiagnosticsStatusNotification, FirmwareStatusNotification, Heartbeat,
-MeterValues, StartTransaction, StatusNotification, StopTransaction.
+MeterValues, StartTransaction, StatusNotification, StopTransaction; and of the security
+extension (``security.py``): LogStatusNotification, SecurityEventNotification,
+SignCertificate, SignedFirmwareStatusNotification.
 
 Which CALLERROR a CALL gets (OCPP-J 1.6, 4.2.3 table 7):
 
@@ -20,7 +22,9 @@ action is no OCPP 1.6 action                NotImplemented
 a 1.6 action this side does not serve       NotSupported
 payload fails the 1.6 schema                the schema layer's code (``schemas.py``)
 charger not Accepted (4.2) and the action   SecurityError
-is neither BootNotification nor triggered
+is neither BootNotification nor triggered,
+nor StopTransaction/MeterValues of a
+transaction the CSMS knows
 a value the schema admits but the spec      PropertyConstraintViolation
 does not (connectorId < 0, StartTransaction
 on connector 0, an unreadable dateTime)
@@ -32,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from csms.protocol import transactions
+from csms.protocol import security, transactions
 from csms.protocol.authorization import id_tag_info
 from csms.protocol.evolve import evolve
 from csms.protocol.frames import Call, ErrorCode
@@ -128,6 +132,7 @@ def handle(
         call.action != "BootNotification"
         and status != RegistrationStatus.ACCEPTED
         and not (status == RegistrationStatus.PENDING and call.action in snapshot.triggered)
+        and not _billing_data(snapshot, call, lookups)
     ):
         return Outcome(
             snapshot=snapshot,
@@ -143,6 +148,15 @@ def handle(
     if call.action in snapshot.triggered:
         seen = evolve(seen, triggered=snapshot.triggered - {call.action})
     return _HANDLERS[call.action](seen, call.payload, ctx)
+
+
+def _billing_data(snapshot: ChargerSnapshot, call: Call, lookups: Lookups) -> bool:
+    """StopTransaction and MeterValues of a transaction the CSMS knows: stored and answered
+    before Accepted too (DESIGN 3: billing data is never refused)."""
+    return call.action in ("StopTransaction", "MeterValues") and (
+        transactions.own_transaction(snapshot, lookups, call.payload.get("transactionId"))
+        is not None
+    )
 
 
 def finish(
@@ -304,6 +318,11 @@ _HANDLERS: dict[str, Callable[[ChargerSnapshot, JSON, Ctx], Outcome]] = {
     "StartTransaction": transactions.start_transaction,
     "StatusNotification": _status_notification,
     "StopTransaction": transactions.stop_transaction,
+    # The security extension (Security Whitepaper 5)
+    "LogStatusNotification": security.log_status,
+    "SecurityEventNotification": security.security_event,
+    "SignCertificate": security.sign_certificate,
+    "SignedFirmwareStatusNotification": security.signed_firmware_status,
 }
 assert set(_HANDLERS) == set(CHARGE_POINT_ACTIONS)
 

@@ -47,6 +47,8 @@ __all__ = [
     "CENTRAL_SYSTEM_ACTIONS",
     "CHARGE_POINT_ACTIONS",
     "KNOWN_ACTIONS",
+    "SECURITY_CENTRAL_SYSTEM_ACTIONS",
+    "SECURITY_CHARGE_POINT_ACTIONS",
     "Violation",
     "is_known",
     "request_schema",
@@ -54,8 +56,32 @@ __all__ = [
     "validate_response",
 ]
 
-#: The charger-initiated messages of OCPP 1.6 (section 4), all served by the CSMS.
-CHARGE_POINT_ACTIONS: frozenset[str] = frozenset(
+#: The charger-initiated messages of the 1.6 security extension (Security Whitepaper 5).
+SECURITY_CHARGE_POINT_ACTIONS: frozenset[str] = frozenset(
+    {
+        "LogStatusNotification",
+        "SecurityEventNotification",
+        "SignCertificate",
+        "SignedFirmwareStatusNotification",
+    }
+)
+
+#: The CSMS-initiated messages of the 1.6 security extension (Security Whitepaper 5).
+SECURITY_CENTRAL_SYSTEM_ACTIONS: frozenset[str] = frozenset(
+    {
+        "CertificateSigned",
+        "DeleteCertificate",
+        "ExtendedTriggerMessage",
+        "GetInstalledCertificateIds",
+        "GetLog",
+        "InstallCertificate",
+        "SignedUpdateFirmware",
+    }
+)
+
+#: The charger-initiated messages of OCPP 1.6 (section 4) and of its security extension,
+#: all served by the CSMS.
+CHARGE_POINT_ACTIONS: frozenset[str] = SECURITY_CHARGE_POINT_ACTIONS | frozenset(
     {
         "Authorize",
         "BootNotification",
@@ -70,8 +96,9 @@ CHARGE_POINT_ACTIONS: frozenset[str] = frozenset(
     }
 )
 
-#: The CSMS-initiated messages of OCPP 1.6 (section 5), all sendable through the API.
-CENTRAL_SYSTEM_ACTIONS: frozenset[str] = frozenset(
+#: The CSMS-initiated messages of OCPP 1.6 (section 5) and of its security extension, all
+#: sendable through the API.
+CENTRAL_SYSTEM_ACTIONS: frozenset[str] = SECURITY_CENTRAL_SYSTEM_ACTIONS | frozenset(
     {
         "CancelReservation",
         "ChangeAvailability",
@@ -98,8 +125,7 @@ CENTRAL_SYSTEM_ACTIONS: frozenset[str] = frozenset(
 _SCHEMA_DIR = resources.files("ocpp") / "v16" / "schemas"
 _RESPONSE = "Response"
 
-#: Every action with a schema, including the 1.6 security extension (SecurityEventNotification,
-#: SignCertificate, ...): such an action is known (NotSupported), not unknown (NotImplemented).
+#: Every action with a schema (the ``ocpp`` package ships the security extension's too).
 KNOWN_ACTIONS: frozenset[str] = frozenset(
     entry.name.removesuffix(".json")
     for entry in _SCHEMA_DIR.iterdir()

@@ -112,6 +112,7 @@ class CoreSettings:
     authorization: str = "local"  # "local" | "accept_all"
     heartbeat_interval: int = 300
     retry_interval: int = 60  # BootNotification.conf interval when not Accepted
+    signs_certificates: bool = False  # ocpp.tls_ca_key set: SignCertificate signed here
 
 
 JSON = dict[str, Any]

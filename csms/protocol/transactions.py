@@ -284,6 +284,11 @@ def _matching_start(
     return None
 
 
+def own_transaction(snap: ChargerSnapshot, lookups: Lookups, tx_id: Any) -> Transaction | None:
+    """This charger's transaction ``tx_id`` (active, or found in the store), or None."""
+    return _own_transaction(snap, lookups, tx_id)
+
+
 def _own_transaction(snap: ChargerSnapshot, lookups: Lookups, tx_id: Any) -> Transaction | None:
     """This charger's transaction ``tx_id``; another charger's counts as unknown."""
     if not is_int(tx_id):
