@@ -17,8 +17,14 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/csms serve --config $(CONFIG)
 
+# The suite mostly waits (sockets, servers started as processes, PostgreSQL), so it runs on
+# two pytest-xdist workers per core (`make test TEST_WORKERS=0` runs it in one process). Each
+# worker has a PostgreSQL database of its own (tests/pg.py). Tests go out two at a time, in
+# the order tests/conftest.py sets (the slow ones first, spread over the workers).
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load --maxschedchunk 2
 
 demo: install
 	$(BIN)/python -m simulators.demo

@@ -79,6 +79,41 @@ class Api:
         return answer["data"] if answer and "data" in answer else answer
 
 
+# Tests that take seconds (servers started as processes, long waits by design, the fuzzers)
+# run first, each followed by a quick one: `make test` hands the tests to its pytest-xdist
+# workers two at a time (--maxschedchunk 2) in this order, so each worker starts on one of
+# them at once, and a long one cannot start last and end the run alone. Order only: every
+# test still runs. A prefix of a test id matches it; earlier prefixes go first.
+SLOW_FIRST = (
+    "tests/test_openapi.py::test_schemathesis",
+    "tests/test_readme_commands.py::",
+    "tests/test_pg_outage.py::",
+    "tests/test_listen.py::test_a_receiver_that_does_not_answer",
+    "tests/test_cli_admin.py::",
+    "tests/test_fuzz_frames.py::",
+    "tests/test_sim_csms.py::test_remote_scenario",
+    "tests/test_sim_demo.py::",
+    "tests/test_pg_migrations.py::test_fixtures_without_server",
+    "tests/test_webhook_crash_server.py::",
+    "tests/test_readme_storage.py::",
+    "tests/test_listen.py::",
+)
+
+
+def _slow_rank(item: pytest.Item) -> int:
+    for index, prefix in enumerate(SLOW_FIRST):
+        if item.nodeid.startswith(prefix):
+            return index
+    return len(SLOW_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slow = sorted((i for i in items if _slow_rank(i) < len(SLOW_FIRST)), key=_slow_rank)
+    rest = [i for i in items if _slow_rank(i) == len(SLOW_FIRST)]
+    paired = [i for pair in zip(slow, rest, strict=False) for i in pair]
+    items[:] = paired + slow[len(rest) :] + rest[len(slow) :]
+
+
 BACKENDS = ("sqlite", "postgres")
 
 
@@ -90,10 +125,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """The test's own store: a SQLite file, or an empty PostgreSQL schema (tests/pg.py)."""
+    """The test's own store: a new SQLite file, or a PostgreSQL schema of its own at the
+    shipped migrations (tests/pg.py: ``pg_migrated_url``; the server's own migrating of an
+    empty schema is tested with ``pg_url``)."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'csms.db'}"
-    return str(request.getfixturevalue("pg_url"))
+    return str(request.getfixturevalue("pg_migrated_url"))
 
 
 @pytest.fixture

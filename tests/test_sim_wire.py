@@ -369,11 +369,16 @@ async def test_smart_charging_caps_reported_power(csms: tuple[Hub, str]) -> None
             call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)
         )
         assert answer.status == "Accepted"
-        mark = len(hub.log)
+        # The charger installs the profile before it answers. A sample taken before that may
+        # still be queued behind the answer (one CALL in flight at a time): the first sample
+        # taken after the answer is the one that must be capped.
+        answered, mark = datetime.now(UTC), len(hub.log)
 
         def capped() -> bool:
             for _, a, p in hub.log[mark:]:
                 if a == "MeterValues":
+                    if datetime.fromisoformat(p["meter_value"][0]["timestamp"]) < answered:
+                        continue
                     for v in p["meter_value"][0]["sampled_value"]:
                         if v["measurand"] == "Power.Active.Import":
                             return float(v["value"]) == 3000.0
