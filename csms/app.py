@@ -113,7 +113,11 @@ class Csms:
         catalog = build_catalog()
         try:
             self.webhooks = webhooks = await ThreadedWebhookService.start(
-                store, delivery_config(settings.webhooks), catalog
+                store,
+                delivery_config(
+                    settings.webhooks, node_id=cluster.node_id, lease_ttl=settings.cluster.lease_ttl
+                ),
+                catalog,
             )
         except SecretBoxError as exc:
             raise StartError(
@@ -126,6 +130,7 @@ class Csms:
         hub.wants = webhooks.wants
         self.metrics = metrics = Metrics()
         metrics.count_connected(hub.connected_count)
+        metrics.count_partitions(webhooks.partitions_held)
         store.add_commit_listener(metrics.on_commit)
         webhooks.add_commit_listener(metrics.on_other_commit)
         webhooks.add_attempt_observer(metrics.delivery)
@@ -229,8 +234,13 @@ def _event_types(catalog: Catalog) -> list[dict[str, Any]]:
     return [{"name": t.name, "description": t.description, "example": t.example} for t in catalog]
 
 
-def delivery_config(settings: WebhookSettings) -> DeliveryConfig:
+def delivery_config(
+    settings: WebhookSettings, *, node_id: str = "", lease_ttl: float = 10.0
+) -> DeliveryConfig:
+    """The engine's settings; ``node_id`` and ``lease_ttl`` are the cluster's (its leases)."""
     return DeliveryConfig(
+        node_id=node_id or socket.gethostname(),
+        lease_ttl=lease_ttl,
         allow_private_targets=settings.allow_private_targets,
         timeout=settings.timeout,
         retry_schedule=tuple(settings.retry_schedule),

@@ -98,6 +98,7 @@ class CommandDispatcher:
         # Commands recently finished here: a pull that read the table before their outcome
         # was committed must not queue them again.
         self._finished: OrderedDict[str, None] = OrderedDict()
+        self._leaving: set[str] = set()  # taken off a queue, their outcomes being recorded
         self._sweeper: asyncio.Task[None] | None = None
         hub.answer_handler = self.on_answer
         hub.on_attach.append(self.on_connected)
@@ -397,11 +398,17 @@ class CommandDispatcher:
         return final
 
     async def _fail_undeferred(
-        self, charger_id: str, message: str, *, keep: str | None = None
+        self,
+        charger_id: str,
+        message: str,
+        *,
+        keep: str | None = None,
+        after: asyncio.Event | None = None,
     ) -> None:
         """Fail the queued commands not asked to wait for a connection (but ``keep``: the
         command in flight, which its worker ends; and those being cancelled, which ``cancel``
-        ends)."""
+        ends). They leave the queue at once; their outcomes are recorded once ``after`` is set
+        (bounded), and nothing else goes out until they are."""
         queue = self._queues.get(charger_id)
         if queue is None:
             return
@@ -411,8 +418,16 @@ class CommandDispatcher:
         if not failed:
             return
         error = {"code": "ChargerOffline", "message": message}
-        async with queue.failing:  # together: one group commit, not one commit each
-            await asyncio.gather(*(self._finish(c, error=error) for c in failed))
+        leaving = {c.id for c in failed}
+        self._leaving |= leaving  # a pull (a charger back at once) must not queue them again
+        try:
+            async with queue.failing:  # together: one group commit, not one commit each
+                if after is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(after.wait(), SETTLE_WAIT)
+                await asyncio.gather(*(self._finish(c, error=error) for c in failed))
+        finally:
+            self._leaving -= leaving
 
     # -- charger side ---------------------------------------------------------------------
 
@@ -451,7 +466,12 @@ class CommandDispatcher:
         if queue.waiting is not None:
             known.add(queue.waiting[0])
         for command in stored:
-            if command.id in known or command.id in self._finished or command.sent_at is not None:
+            if (
+                command.id in known
+                or command.id in self._finished
+                or command.id in self._leaving
+                or command.sent_at is not None
+            ):
                 continue
             self._done.setdefault(command.id, asyncio.get_running_loop().create_future())
             queue.commands.append(command)
@@ -530,12 +550,12 @@ class CommandDispatcher:
                 if not c.deferred or c.id == in_flight or c.id in queue.cancelling
             )
         # The commands queued behind fail now, with this connection: not later, when the
-        # worker gets to them and the charger may already be back on a new one. After the
-        # one in flight (its worker records it at once): outcomes in API order.
-        if in_flight is not None and queue.settled is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(queue.settled.wait(), SETTLE_WAIT)
-        await self._fail_undeferred(charger_id, "the charger disconnected", keep=in_flight)
+        # worker gets to them and the charger may already be back on a new one. Recorded
+        # after the one in flight (its worker records it at once): outcomes in API order.
+        settled = queue.settled if in_flight is not None else None
+        await self._fail_undeferred(
+            charger_id, "the charger disconnected", keep=in_flight, after=settled
+        )
 
     # -- life -----------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ class Metrics:
         self._events: dict[str, int] = {}  # event type -> count (main loop)
         self._other_events: dict[str, int] = {}  # ... stored by the webhook thread's store
         self._connected: Callable[[], int] = lambda: 0
+        self._partitions: Callable[[], int] = lambda: 0
         self._pending: PendingSnapshot = {}
         self.commands = Counter(
             "chargehook_commands",
@@ -145,6 +146,10 @@ class Metrics:
     def count_connected(self, connected: Callable[[], int]) -> None:
         self._connected = connected
 
+    def count_partitions(self, held: Callable[[], int]) -> None:
+        """The delivery partitions this node holds (all of them on SQLite: one node)."""
+        self._partitions = held
+
     def command(self, action: str, status: str) -> None:
         self.commands.labels(action, status).inc()
 
@@ -191,6 +196,11 @@ class _IngestCollector(Collector):
             "chargehook_chargers_connected", "Chargers with an open OCPP connection",
             value=m._connected(),
         )  # fmt: skip
+        yield GaugeMetricFamily(
+            "chargehook_webhook_partitions_owned",
+            "Delivery partitions this node holds the lease of (it delivers their streams)",
+            value=m._partitions(),
+        )
         calls = CounterMetricFamily(
             "chargehook_ocpp_calls",
             "OCPP CALLs from chargers by action and result (ok or the CALLERROR code sent);"

@@ -1,4 +1,4 @@
-"""SQL for the webhook tables (migration 0002): statements to write, queries to read.
+"""SQL for the webhook tables (migrations 0002, 0009): statements to write, queries to read.
 
 Writes are ``Statement`` records, so the delivery engine's rows share the store's group
 commit with everything else; reads go through ``fetch_all``/``fetch_one`` on the reader.
@@ -16,16 +16,35 @@ from storage.records import Event, Statement
 from storage.sqlite import SqliteStore
 
 PENDING = "pending"
+# Queued by a node for a partition another node holds (replay, redeliver in a cluster): the
+# holder takes it into its streams and makes it pending (migration 0009).
+HANDOFF = "handoff"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 
-FANOUT_POS = "fanout_pos"
 DELIVERY_ID = "delivery_id"
 SYSTEM_SEQUENCE = "system_sequence"
 
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+# (partition, node id, token): a write for a partition's streams happens only while this node
+# holds that partition's lease with that token (checked in the writing transaction). None: no
+# check (SQLite: one node holds every partition).
+Fence = tuple[int, str, int]
+
+_FENCE = "EXISTS (SELECT 1 FROM delivery_leases WHERE partition = ? AND node_id = ? AND token = ?)"
+
+
+def _fenced_insert(insert: str, fence: Fence | None) -> str:
+    """``INSERT ... VALUES (...) [ON CONFLICT ...]`` as ``INSERT ... SELECT ... WHERE fence``."""
+    if fence is None:
+        return insert
+    head, _, rest = insert.partition(" VALUES (")
+    marks, _, conflict = rest.partition(")")
+    return f"{head} SELECT {marks} WHERE {_FENCE}{conflict}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,19 +154,160 @@ def set_endpoint_health(
     disabled_reason: str | None,
     failing_since: float | None,
     updated_at: str,
+    fence: Fence | None = None,
 ) -> Statement:
-    return Statement(
+    """The endpoint disabled by an outcome (fenced by the partition of that delivery)."""
+    sql = (
         "UPDATE webhook_endpoints SET status = ?, disabled_reason = ?, failing_since = ?,"
-        " updated_at = ? WHERE id = ?",
-        (status, disabled_reason, failing_since, updated_at, endpoint_id),
+        " updated_at = ? WHERE id = ?"
     )
+    params = (status, disabled_reason, failing_since, updated_at, endpoint_id)
+    if fence is None:
+        return Statement(sql, params)
+    return Statement(f"{sql} AND {_FENCE}", (*params, *fence))
 
 
-def set_failing_since(endpoint_id: str, failing_since: float | None) -> Statement:
+def set_failing_since(
+    endpoint_id: str, failing_since: float | None, fence: Fence | None = None
+) -> Statement:
+    sql = "UPDATE webhook_endpoints SET failing_since = ? WHERE id = ?"
+    if fence is None:
+        return Statement(sql, (failing_since, endpoint_id))
+    return Statement(f"{sql} AND {_FENCE}", (failing_since, endpoint_id, *fence))
+
+
+# -- partitions and their leases (migration 0009) -----------------------------------------
+
+
+def set_cursor(partition: int, pos: int, fence: Fence | None = None) -> Statement:
+    """A partition's durable fan-out cursor; fenced, it is written only by the lease holder."""
+    if fence is None:
+        return Statement(
+            "UPDATE delivery_leases SET fanout_pos = ? WHERE partition = ?", (pos, partition)
+        )
     return Statement(
-        "UPDATE webhook_endpoints SET failing_since = ? WHERE id = ?",
-        (failing_since, endpoint_id),
+        "UPDATE delivery_leases SET fanout_pos = ? WHERE partition = ? AND node_id = ?"
+        " AND token = ?",
+        (pos, *fence),
     )
+
+
+def lock_leases(node_id: str) -> Statement:
+    """First in each of a node's bookkeeping transactions (PostgreSQL): its lease rows are
+    share-locked until the commit, so no other node can take one of them in between: each
+    fenced write's check holds until the writes are durable (and a take-over that already
+    happened makes the checks fail)."""
+    return Statement(
+        "SELECT 1 FROM delivery_leases WHERE node_id = ? ORDER BY partition FOR SHARE", (node_id,)
+    )
+
+
+async def load_cursors(store: SqliteStore) -> dict[int, int]:
+    rows = await store.fetch_all("SELECT partition, fanout_pos FROM delivery_leases")
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
+async def min_cursor(store: SqliteStore) -> int:
+    """The lowest durable fan-out cursor over all partitions (retention keeps what is past)."""
+    row = await store.fetch_one("SELECT COALESCE(MIN(fanout_pos), 0) FROM delivery_leases")
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Taken:
+    partition: int
+    token: int
+    cursor: int
+    previous_node: str | None
+
+
+async def acquire_leases(
+    store: SqliteStore, *, node_id: str, ttl: float, limit: int, held: Sequence[int]
+) -> list[Taken]:
+    """Take up to ``limit`` partitions that are free, whose lease ran out (the database's
+    clock), or that a previous run of this node id held (a restart need not wait for them
+    to run out), bumping each one's token; rows another node is writing under are skipped,
+    and so are those this run holds (``held``)."""
+    rows = await store.fetch_all(
+        "WITH free AS (SELECT partition, node_id AS previous FROM delivery_leases"
+        " WHERE (node_id IS NULL OR node_id = ? OR expires_at IS NULL"
+        " OR expires_at < extract(epoch FROM now())::float8)"
+        " AND partition <> ALL(?::bigint[])"
+        " ORDER BY partition LIMIT ? FOR UPDATE SKIP LOCKED)"
+        " UPDATE delivery_leases l SET node_id = ?, token = l.token + 1,"
+        " expires_at = extract(epoch FROM now())::float8 + ?::float8 FROM free"
+        " WHERE l.partition = free.partition"
+        " RETURNING l.partition, l.token, l.fanout_pos, free.previous",
+        (node_id, list(held), limit, node_id, ttl),
+    )
+    return [
+        Taken(partition=r[0], token=r[1], cursor=r[2], previous_node=r[3])
+        for r in sorted(rows, key=lambda r: r[0])
+    ]
+
+
+async def renew_leases(
+    store: SqliteStore, *, node_id: str, ttl: float, held: dict[int, int]
+) -> set[int]:
+    """Extend the leases still ours with the same token; the partitions renewed."""
+    if not held:
+        return set()
+    rows = await store.fetch_all(
+        "UPDATE delivery_leases l SET expires_at = extract(epoch FROM now())::float8 + ?::float8"
+        " FROM unnest(?::bigint[], ?::bigint[]) AS h(partition, token)"
+        " WHERE l.partition = h.partition AND l.token = h.token AND l.node_id = ?"
+        " RETURNING l.partition",
+        (ttl, list(held), list(held.values()), node_id),
+    )
+    return {int(r[0]) for r in rows}
+
+
+async def release_leases(store: SqliteStore, *, node_id: str, held: dict[int, int]) -> None:
+    """Give partitions back at once (surplus, or a clean stop): another node need not wait
+    for them to run out. Their rows and cursors were written first."""
+    if held:
+        await store.fetch_all(
+            "UPDATE delivery_leases l SET node_id = NULL, expires_at = NULL"
+            " FROM unnest(?::bigint[], ?::bigint[]) AS h(partition, token)"
+            " WHERE l.partition = h.partition AND l.token = h.token AND l.node_id = ?"
+            " RETURNING l.partition",
+            (list(held), list(held.values()), node_id),
+        )
+
+
+async def next_system_sequence(store: SqliteStore) -> int:
+    """The next sequence of events of no charger, from the shared counter (several nodes)."""
+    row = await store.fetch_one(
+        "INSERT INTO webhook_counters (name, value) VALUES ('system_sequence', 1)"
+        " ON CONFLICT (name) DO UPDATE SET value = webhook_counters.value + 1 RETURNING value"
+    )
+    return int(row[0])
+
+
+async def live_nodes(store: SqliteStore, *, node_id: str, ttl: float) -> set[str]:
+    """Nodes alive now: a recent heartbeat in ``cluster_nodes`` (migration 0008), or a
+    lease of theirs not run out; and this one."""
+    rows = await store.fetch_all(
+        "SELECT node_id FROM cluster_nodes WHERE NOT stopped"
+        " AND heartbeat_at > now() - make_interval(secs => ?)"
+        " UNION SELECT node_id FROM delivery_leases WHERE node_id IS NOT NULL"
+        " AND expires_at > extract(epoch FROM now())::float8",
+        (ttl,),
+    )
+    return {r[0] for r in rows} | {node_id}
+
+
+async def reserve_delivery_ids(store: SqliteStore, block: int) -> int:
+    """Reserve the next ``block`` delivery ids for this node (PostgreSQL, several nodes):
+    the last id reserved, above every id any node reserved or wrote before."""
+    row = await store.fetch_one(
+        "INSERT INTO webhook_counters (name, value) SELECT 'delivery_id',"
+        " COALESCE((SELECT MAX(id) FROM webhook_deliveries), 0) + ?"
+        " ON CONFLICT (name) DO UPDATE SET value = GREATEST(webhook_counters.value,"
+        " (SELECT COALESCE(MAX(id), 0) FROM webhook_deliveries)) + ? RETURNING value",
+        (block, block),
+    )
+    return int(row[0])
 
 
 _INSERT_DELIVERY = (
@@ -170,8 +330,10 @@ def _delivery_params(row: DeliveryRow) -> tuple[Any, ...]:
     )
 
 
-def insert_delivery(row: DeliveryRow) -> Statement:
-    return Statement(_INSERT_DELIVERY, _delivery_params(row))
+def insert_delivery(row: DeliveryRow, fence: Fence | None = None) -> Statement:
+    if fence is None:
+        return Statement(_INSERT_DELIVERY, _delivery_params(row))
+    return Statement(_fenced_insert(_INSERT_DELIVERY, fence), (*_delivery_params(row), *fence))
 
 
 def insert_delivery_of(
@@ -194,23 +356,35 @@ def insert_delivery_of(
     )
 
 
-def upsert_delivery(row: DeliveryRow) -> Statement:
+_UPSERT_DELIVERY = (
+    _INSERT_DELIVERY + " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+    " attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at"
+)
+
+
+def upsert_delivery(row: DeliveryRow, fence: Fence | None = None) -> Statement:
     """The first row of a delivery that lived in memory only (written with its first outcome,
     or when it must be visible to the store: replay, a paused endpoint); later ones update."""
-    return Statement(
-        _INSERT_DELIVERY + " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-        " attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at",
-        _delivery_params(row),
-    )
+    if fence is None:
+        return Statement(_UPSERT_DELIVERY, _delivery_params(row))
+    return Statement(_fenced_insert(_UPSERT_DELIVERY, fence), (*_delivery_params(row), *fence))
+
+
+_SETTLE = "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ? WHERE id = ?"
 
 
 def settle_delivery(
-    delivery_id: int, *, status: str, attempts: int, next_attempt_at: float
+    delivery_id: int,
+    *,
+    status: str,
+    attempts: int,
+    next_attempt_at: float,
+    fence: Fence | None = None,
 ) -> Statement:
-    return Statement(
-        "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ? WHERE id = ?",
-        (status, attempts, next_attempt_at, delivery_id),
-    )
+    params = (status, attempts, next_attempt_at, delivery_id)
+    if fence is None:
+        return Statement(_SETTLE, params)
+    return Statement(f"{_SETTLE} AND {_FENCE}", (*params, *fence))
 
 
 _UPSERT_ATTEMPT = codec.upsert(
@@ -234,10 +408,11 @@ def record_attempt(
     latency_ms: float,
     error: str | None,
     outcome: str,
+    fence: Fence | None = None,
 ) -> Statement:
     """An attempt, written once with its answer (with its delivery's outcome, in one unit)."""
     return Statement(
-        _UPSERT_ATTEMPT,
+        _fenced_insert(_UPSERT_ATTEMPT, fence),
         (
             delivery_id,
             attempt,
@@ -250,6 +425,7 @@ def record_attempt(
             latency_ms,
             error,
             outcome,
+            *(fence or ()),
         ),
     )
 
@@ -276,18 +452,18 @@ def prune(*, cutoff: str, max_event_pos: int, batch: int) -> list[Statement]:
         Statement(
             "DELETE FROM webhook_attempts WHERE id IN (SELECT a.id FROM webhook_attempts a"
             " WHERE a.started_at < ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d"
-            " WHERE d.id = a.delivery_id AND d.status = 'pending') LIMIT ?)",
+            " WHERE d.id = a.delivery_id AND d.status IN ('pending', 'handoff')) LIMIT ?)",
             (cutoff, batch),
         ),
         Statement(
             "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
-            " WHERE created_at < ? AND status != 'pending' LIMIT ?)",
+            " WHERE created_at < ? AND status NOT IN ('pending', 'handoff') LIMIT ?)",
             (cutoff, batch),
         ),
         Statement(
             "DELETE FROM events WHERE pos IN (SELECT e.pos FROM events e WHERE e.timestamp < ?"
             " AND e.pos <= ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d"
-            " WHERE d.event_pos = e.pos AND d.status = 'pending') LIMIT ?)",
+            " WHERE d.event_pos = e.pos AND d.status IN ('pending', 'handoff')) LIMIT ?)",
             (cutoff, max_event_pos, batch),
         ),
     ]
@@ -392,6 +568,21 @@ async def load_pending(store: SqliteStore) -> list[DeliveryRow]:
     return [_delivery(r) for r in rows]
 
 
+async def load_handoffs(store: SqliteStore) -> list[DeliveryRow]:
+    rows = await store.fetch_all(
+        "SELECT * FROM webhook_deliveries WHERE status = 'handoff' ORDER BY id"
+    )
+    return [_delivery(r) for r in rows]
+
+
+def accept_handoff(delivery_id: int, fence: Fence | None) -> Statement:
+    """A delivery handed over by another node is in this holder's streams now."""
+    sql = "UPDATE webhook_deliveries SET status = 'pending' WHERE id = ? AND status = 'handoff'"
+    if fence is None:
+        return Statement(sql, (delivery_id,))
+    return Statement(f"{sql} AND {_FENCE}", (delivery_id, *fence))
+
+
 async def load_counters(store: SqliteStore) -> dict[str, int]:
     rows = await store.fetch_all("SELECT name, value FROM webhook_counters")
     return {row["name"]: int(row["value"]) for row in rows}
@@ -414,13 +605,22 @@ async def events_after(store: SqliteStore, pos: int, limit: int) -> list[Event]:
     return [codec.event(r) for r in rows]
 
 
-async def deliveries_after(store: SqliteStore, pos: int) -> set[tuple[str, int]]:
-    """(endpoint id, event pos) of every delivery row past ``pos`` (a restart's fan-out skips
-    them: those deliveries were settled, or are pending, already)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KnownDelivery:
+    id: int
+    endpoint_id: str
+    event_pos: int
+    charger_id: str | None
+
+
+async def deliveries_after(store: SqliteStore, pos: int) -> list[KnownDelivery]:
+    """Every delivery row past ``pos`` (a take-over's fan-out skips them: those deliveries
+    were settled, or are pending, already)."""
     rows = await store.fetch_all(
-        "SELECT endpoint_id, event_pos FROM webhook_deliveries WHERE event_pos > ?", (pos,)
+        "SELECT id, endpoint_id, event_pos, charger_id FROM webhook_deliveries WHERE event_pos > ?",
+        (pos,),
     )
-    return {(row[0], row[1]) for row in rows}
+    return [KnownDelivery(id=r[0], endpoint_id=r[1], event_pos=r[2], charger_id=r[3]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -485,7 +685,7 @@ async def replay_candidates(
     if until is not None:
         sql += " AND e.timestamp < ?"
         params.append(until)
-    excluded = "('pending', 'succeeded')" if only_failed else "('pending')"
+    excluded = "('pending', 'handoff', 'succeeded')" if only_failed else "('pending', 'handoff')"
     sql += (
         " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_pos = e.pos"
         f" AND d.endpoint_id = ? AND d.status IN {excluded}) ORDER BY e.pos LIMIT ?"
@@ -522,7 +722,7 @@ async def has_prunable(store: SqliteStore, *, cutoff: str, max_event_pos: int) -
     row = await store.fetch_one(
         "SELECT 1 FROM events e WHERE e.timestamp < ? AND e.pos <= ? AND NOT EXISTS"
         " (SELECT 1 FROM webhook_deliveries d WHERE d.event_pos = e.pos"
-        " AND d.status = 'pending') LIMIT 1",
+        " AND d.status IN ('pending', 'handoff')) LIMIT 1",
         (cutoff, max_event_pos),
     )
     if row is not None:
@@ -530,7 +730,7 @@ async def has_prunable(store: SqliteStore, *, cutoff: str, max_event_pos: int) -
     row = await store.fetch_one(
         "SELECT 1 FROM webhook_attempts a WHERE a.started_at < ? AND NOT EXISTS"
         " (SELECT 1 FROM webhook_deliveries d WHERE d.id = a.delivery_id"
-        " AND d.status = 'pending') LIMIT 1",
+        " AND d.status IN ('pending', 'handoff')) LIMIT 1",
         (cutoff,),
     )
     return row is not None

@@ -97,6 +97,9 @@ SLOW_FIRST = (
     "tests/test_webhook_crash_server.py::",
     "tests/test_readme_storage.py::",
     "tests/test_listen.py::",
+    "tests/test_dashboard.py::",
+    "tests/test_cluster.py::",
+    "tests/test_deploy_haproxy.py::",
 )
 
 

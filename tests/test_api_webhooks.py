@@ -124,7 +124,7 @@ async def test_own_secret_test_send_rotate_and_deliveries(store_url):
 
         await EventSource(store).emit("CP-1", 3)
         await rec.wait_for(lambda: len(rec.delivered()) == 4)
-        await client.app[WEBHOOK_SERVICE].engine.journal.write([])  # answers recorded
+        await client.app[WEBHOOK_SERVICE].engine.settled()  # type: ignore[attr-defined]
         url = f"/api/v1/webhooks/{endpoint['id']}/deliveries?limit=2"
         page1 = (await (await client.get(url)).json())["data"]
         assert page1["hasMore"] is True

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import websockets
 from standardwebhooks import Webhook
@@ -18,6 +20,7 @@ from websockets.asyncio.client import ClientConnection
 from tests.conftest import PASSWORD, RawCharger, basic_auth, wait_for
 from tests.helpers import ServerProcess, api_client, events_of, start_server_process
 from tests.test_webhook_support import receiver
+from webhooks.partitions import partition_of
 
 LEASE_TTL = 2
 pytestmark = pytest.mark.timeout(90)
@@ -281,3 +284,100 @@ async def test_kill_9_mid_sessions_loses_no_acknowledged_event_and_keeps_order(
             last = highest.get(charger_id, 0)
             assert sequence <= last + 1, (charger_id, sequence, last)
             highest[charger_id] = max(last, sequence)
+
+
+async def test_a_node_paused_past_its_lease_posts_and_records_nothing_stale(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """SIGSTOP a node while the receiver holds its POST of a charger's event; the other node
+    takes the charger's stream over; the held POST is answered 200 while the node is stopped.
+    Continued, the node posts nothing more for that stream and records no outcome of it."""
+    release, held = asyncio.Event(), asyncio.Event()
+    charger_id = ""
+
+    async def respond(envelope: dict[str, Any], nth: int) -> tuple[int, dict[str, str]]:
+        if envelope.get("chargerId") == charger_id and envelope.get("sequence") == 3 and nth == 1:
+            held.set()
+            await release.wait()
+        return 200, {}
+
+    async with (
+        nodes(tmp_path, pg_url, 2) as (one, two),
+        api_client(two.api_url) as api,
+        receiver(respond) as hooks,
+    ):
+        mine = await _partitions_settled(pg_url)
+        charger_id = next(
+            c for c in (f"CP-Z{n:03d}" for n in range(1000)) if partition_of(c) in mine
+        )
+        hook = await api.post("/api/v1/webhooks", {"url": hooks.url, "enabledEvents": ["*"]})
+        await api.post("/api/v1/chargers", {"id": charger_id, "password": PASSWORD})
+        charger = await connect(one, charger_id)
+        boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+        assert (await charger.call("BootNotification", boot))[0] == 3
+        status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+        assert (await charger.call("StatusNotification", status))[0] == 3  # sequence 3
+        await asyncio.wait_for(held.wait(), 10)  # node 1 posted it; its answer is held
+        one.process.send_signal(signal.SIGSTOP)
+        paused_at = asyncio.get_running_loop().time()
+        try:
+            # The charger gives up on the frozen node and comes back through node 2.
+            back = await connect(two, charger_id)
+            assert (await back.call("StatusNotification", {**status, "status": "Preparing"}))[
+                0
+            ] == 3
+            stored = await events_of(api, charger_id)
+            assert_gapless(stored)
+            wanted = [e["sequence"] for e in stored]
+            # Node 2 takes the stream over once node 1's lease ran out, and delivers it all.
+            await hooks.wait_for(lambda: _delivered_sequences(hooks, charger_id) >= set(wanted), 40)
+            release.set()  # node 1's POST is answered while it is stopped
+            before = len(hooks.requests)
+        finally:
+            one.process.send_signal(signal.SIGCONT)
+        assert asyncio.get_running_loop().time() - paused_at > LEASE_TTL
+
+        async def node_one_back() -> bool:
+            health = await api.get("/api/v1/health")
+            return [n["id"] for n in health["nodes"]] == ["node-1", "node-2"]
+
+        await wait_for(node_one_back, timeout=15)
+        await _partitions_settled(pg_url)  # node 1 renewed (or lost) and balanced again
+        # Nothing more posted for the charger by the node that woke up (the held request is
+        # recorded by the receiver once answered: it is the only one after ``before``).
+        late = [r.json for r in hooks.requests[before:] if r.json.get("chargerId") == charger_id]
+        assert [e["sequence"] for e in late] == [3], late
+        # Its held answer (200 after a pause of seconds) was not recorded as an attempt.
+        attempts = await api.get(f"/api/v1/webhooks/{hook['id']}/deliveries?limit=100")
+        ours = {e["id"] for e in stored}
+        recorded = [a for a in attempts["items"] if a["eventId"] in ours]
+        assert recorded and all((a["latencyMs"] or 0) < 1500 for a in recorded), recorded
+        assert_gapless(await events_of(api, charger_id))
+        await back.close()
+
+
+def _delivered_sequences(hooks: Any, charger_id: str) -> set[int]:
+    return {
+        r.json["sequence"]
+        for r in hooks.requests
+        if r.json.get("chargerId") == charger_id and 200 <= r.status < 300
+    }
+
+
+async def _partitions_settled(pg_url: str) -> set[int]:
+    """Once both nodes hold delivery partitions (and none is free): those of node 1."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        held: set[int] = set()
+
+        async def split() -> bool:
+            nonlocal held
+            rows = await conn.fetch("SELECT partition, node_id FROM delivery_leases")
+            owners = {row["node_id"] for row in rows}
+            held = {row["partition"] for row in rows if row["node_id"] == "node-1"}
+            return owners == {"node-1", "node-2"}
+
+        await wait_for(split, timeout=20)
+        return held
+    finally:
+        await conn.close()

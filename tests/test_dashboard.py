@@ -25,12 +25,14 @@ from standardwebhooks.webhooks import Webhook
 
 from csms.app import Csms
 from csms.dashboard import ASSETS, CONTENT_SECURITY_POLICY
+from csms.protocol.schemas import CENTRAL_SYSTEM_ACTIONS
 from simulators.charger import Charger
 from simulators.model import ChargerModel, Identity
-from tests.conftest import PASSWORD, TEST_TOKEN, Api, make_settings
+from tests.conftest import PASSWORD, TEST_TOKEN, Api, make_settings, wait_for
 from tests.dashboard_support import LAUNCH_ARGS, require_chromium
 from tests.helpers import REPO_ROOT
 
+# One browser and one CSMS for the module (per xdist worker); each test makes what it shows.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 WAIT_MS = 10_000  # bound on every wait in the browser
@@ -307,7 +309,8 @@ async def test_a_remote_start_from_the_charger_page_shows_in_the_live_tail_and_t
     await page.wait_for_selector(
         "#command-action option[value=RemoteStartTransaction]", state="attached"
     )
-    assert await page.locator("#command-action option").count() == 19
+    # Every command the API sends: OCPP 1.6's 19 and the security extension's 7.
+    assert await page.locator("#command-action option").count() == len(CENTRAL_SYSTEM_ACTIONS)
     # The schema's errors come from the server and stand next to their field.
     await page.select_option("#command-action", "RemoteStartTransaction")
     await page.click("#command-send")
@@ -403,16 +406,34 @@ async def test_html_and_script_from_a_charger_are_shown_as_text_and_run_nothing(
 
 
 async def test_every_view_renders_and_no_request_leaves_loopback(env: Env, clean: None) -> None:
+    # Something in every view: a charger with a transaction, an endpoint with a delivery.
+    await env.charger("DASH-VIEW-1")
+    start = {"connectorId": 1, "idTag": "VIEW-TAG"}
+    status, answer = await env.api.request(
+        "POST",
+        "/api/v1/chargers/DASH-VIEW-1/commands/RemoteStartTransaction?wait=10",
+        json_body=start,
+    )
+    assert status == 200 and answer["data"]["status"] == "accepted", answer
+    created = await env.api.post(
+        "/api/v1/webhooks", {"url": env.hook_url, "enabledEvents": ["webhook.test"]}
+    )
+    await env.api.post(f"/api/v1/webhooks/{created['id']}/test", {}, expect=200)
+
+    async def started() -> bool:
+        page = await env.api.get("/api/v1/transactions?chargerId=DASH-VIEW-1")
+        return bool(page["items"])
+
+    await wait_for(started, timeout=10)
     page = await env.page()
-    webhooks = await env.api.get("/api/v1/webhooks")
     views = {
         "#/overview": "#overview-events details",
         "#/chargers": "tr[data-charger]",
-        "#/chargers/DASH-LIVE-1": "#command-form .field",
+        "#/chargers/DASH-VIEW-1": "#command-form .field",
         "#/events": "#event-tail details",
         "#/transactions": "tr[data-transaction]",
         "#/webhooks": "tr[data-webhook]",
-        f"#/webhooks/{webhooks['items'][0]['id']}": "tr[data-attempt]",
+        f"#/webhooks/{created['id']}": "tr[data-attempt]",
     }
     for fragment, ready in views.items():
         await page.goto(f"{env.base}/{fragment}")

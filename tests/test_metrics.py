@@ -101,6 +101,7 @@ async def test_ocpp_calls_events_commands_and_a_delivery_are_counted(csms: Csms,
     assert status == 200
     found = samples(text)
     assert value(found, "chargehook_chargers_connected") == 1
+    assert value(found, "chargehook_webhook_partitions_owned") == 64  # alone: every one
     ok = "chargehook_ocpp_calls_total"
     assert value(found, ok, action="BootNotification", result="ok") == 1
     assert value(found, ok, action="StartTransaction", result="ok") == 1

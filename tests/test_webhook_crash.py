@@ -44,7 +44,7 @@ async def main(path, url):
         events = [source.make(c) for _ in range(PER_CHARGER) for c in CHARGERS]
         await store.commit(UnitOfWork(writes=events))
         await asyncio.wait_for(enough.wait(), 20)
-        await service.engine.journal.write([])  # the answers so far are durable
+        await service.engine.settled()  # the answers so far are durable
         print("pending", flush=True)
         await asyncio.sleep(3600)  # killed here
 
@@ -160,7 +160,7 @@ async def test_sigkill_before_any_answer_loses_nothing(store_url):
             seqs = [e["sequence"] for e in rec.delivered() if e["chargerId"] == charger]
             assert seqs == list(range(2, PER_CHARGER + 1))  # in order, none twice
         await settled(service, lambda: service.engine.scheduler.pending == 0)
-        await service.engine.journal.write([])  # what was recorded before is durable now
+        await service.engine.settled()  # what was recorded before is durable now
         rows = await store.fetch_all(
             "SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status"
         )

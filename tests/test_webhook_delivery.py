@@ -349,7 +349,7 @@ async def test_a_failing_stream_has_its_waiting_deliveries_written(store_url):
         await source.emit("CP-2", 1)
         await rec.wait_for(lambda: len(rec.requests) == 2)  # CP-1's head failed, CP-2 done
         await settled(service, lambda: service.engine.scheduler.in_flight == 0)
-        await service.engine.journal.write([])  # what was recorded so far is durable
+        await service.engine.settled()  # what was recorded so far is durable
         rows = await store.fetch_all(
             "SELECT charger_id, status, attempts FROM webhook_deliveries ORDER BY id"
         )
@@ -358,9 +358,7 @@ async def test_a_failing_stream_has_its_waiting_deliveries_written(store_url):
             *[("CP-1", "pending", 0)] * 4,
             ("CP-2", "succeeded", 1),
         ]
-        cursor = await store.fetch_one(
-            "SELECT value FROM webhook_counters WHERE name = 'fanout_pos'"
-        )
+        cursor = await store.fetch_one("SELECT MIN(fanout_pos) FROM delivery_leases")
         last = await store.fetch_one("SELECT MAX(pos) FROM events")
         assert cursor is not None and last is not None and cursor[0] == last[0]
 
@@ -387,7 +385,7 @@ async def test_after_a_restart_a_failed_head_still_gets_what_comes_behind_it_wri
             await source.emit("CP-2")  # fanned out after CP-1's two: its answer comes after
             await rec.wait_for(lambda: len(rec.delivered()) == 1)
             await settled(service, lambda: service.engine.scheduler.in_flight == 0)
-            await service.engine.journal.write([])
+            await service.engine.settled()
             rows = await store.fetch_all(
                 "SELECT status, attempts FROM webhook_deliveries WHERE charger_id = 'CP-1'"
                 " ORDER BY id"

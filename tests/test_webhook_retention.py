@@ -49,7 +49,7 @@ async def test_prune_keeps_what_delivery_still_needs(store_url):
         await store.commit(UnitOfWork().put(event(2, "transaction.started")))
         await ok_rec.wait_for(lambda: len(ok_rec.delivered()) == 1)
         await bad_rec.wait_for(lambda: len(bad_rec.requests) == 1)
-        await service.engine.journal.write([])  # the answers' bookkeeping is durable
+        await service.engine.settled()  # the answers' bookkeeping is durable
         await service.engine.prune_once()
         left = await store.fetch_all("SELECT id FROM events ORDER BY pos")
         assert [r["id"] for r in left] == ["evt_2"]  # still pending for the failing endpoint

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
+
+
+def default_node_id() -> str:
+    return socket.gethostname()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -17,3 +22,7 @@ class DeliveryConfig:
     rotation_overlap: float = 86400.0  # both secrets sign this long after a rotation
     prune_interval: float = 600.0
     retry_after_cap: float = 3600.0
+    # The cluster (PostgreSQL): this node's id, and how long a delivery lease lasts without
+    # renewal (a dead node's streams continue elsewhere within it). SQLite has one node.
+    node_id: str = field(default_factory=default_node_id)
+    lease_ttl: float = 10.0

@@ -38,15 +38,18 @@ class _Entry:
     keep: bool  # kept through an outage and written when the store is back
 
 
-# The webhook_counters row holding the token of the last flush written.
+# The webhook_counters row holding the token of the last flush written: one per node
+# (``journal_flush:<node id>``), as each node has its own journal.
 FLUSH_MARK = "journal_flush"
 RETRY_FIRST = 0.25  # seconds before the first look at a store that was away; doubling
 RETRY_MAX = 2.0  # also the longest the bookkeeping lags behind a store that is back
 
 
 class Journal:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, node_id: str = "", first: Statement | None = None) -> None:
         self._store = store
+        self._mark = f"{FLUSH_MARK}:{node_id}"
+        self._first = [] if first is None else [first]  # leads every flush (the lease lock)
         self._entries: list[_Entry] = []  # appended since the last flush began
         self._wakeup = asyncio.Event()
         self._closing = asyncio.Event()
@@ -88,7 +91,11 @@ class Journal:
             token = secrets.randbits(62)
             writes = [write for entry in entries for write in entry.writes]
             unit = UnitOfWork(
-                writes=[*tables.in_batch_order(writes), tables.set_counter(FLUSH_MARK, token)]
+                writes=[
+                    *self._first,
+                    *tables.in_batch_order(writes),
+                    tables.set_counter(self._mark, token),
+                ]
             )
             try:
                 await self._store.commit(unit)
@@ -125,7 +132,7 @@ class Journal:
                     log.debug("the store is still away: %s", exc)
                     continue
                 break
-            if counters.get(FLUSH_MARK) == token:
+            if counters.get(self._mark) == token:
                 log.info("webhook bookkeeping had been written before the store went away")
                 _settle(entries, None)
                 return

@@ -87,8 +87,16 @@ class Poster:
         return self._literal_ok[url]
 
     async def post(
-        self, endpoint: Endpoint, *, event_id: str, body: bytes, timestamp: int
+        self,
+        endpoint: Endpoint,
+        *,
+        event_id: str,
+        body: bytes,
+        timestamp: int,
+        within: float | None = None,
     ) -> AttemptResult:
+        """POST one event; ``within``: a shorter deadline than the configured timeout (the
+        delivery lease runs out: the POST must be over before another node may post)."""
         keys = [self._key(s) for s in endpoint.signing_secrets(float(timestamp))]
         headers = {
             **endpoint.headers,
@@ -102,12 +110,15 @@ class Poster:
         if refusal is not None:
             return AttemptResult(status_code=None, latency_ms=0.0, error=refusal)
         started = time.perf_counter()
+        timeout = self._timeout
+        if within is not None and within < timeout.total:  # type: ignore[operator]
+            timeout = aiohttp.ClientTimeout(total=max(within, 0.001))
         try:
             async with self._session.post(
                 endpoint.url,
                 data=body,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=timeout,
                 allow_redirects=False,
             ) as response:
                 await response.content.read(_MAX_BODY)
@@ -118,7 +129,7 @@ class Poster:
                     retry_after=response.headers.get("Retry-After"),
                 )
         except TimeoutError:
-            error = f"timed out after {self._timeout.total:g} s"
+            error = f"timed out after {timeout.total:g} s"
         except aiohttp.ClientConnectorError as exc:
             error = f"cannot connect: {exc.os_error or exc}"
         except aiohttp.ClientError as exc:

@@ -346,6 +346,71 @@ class Scheduler:
             del self._streams[stream.key]
             self._endpoints[stream.key[0]].streams.discard(stream.key)
 
+    def head_failed(self, key: StreamKey) -> bool:
+        """Has the stream's head failed (and not been settled since)? What comes behind it
+        may then wait for hours, so the fan-out writes it at once."""
+        stream = self._streams.get(key)
+        if stream is None or not stream.queue:
+            return False
+        attempts = stream.queue[0].attempts
+        return attempts > 1 or (attempts == 1 and not stream.in_flight)
+
+    def postpone(self, delivery_id: int, next_at: float) -> None:
+        """An in-flight head that was not posted after all (its lease is about to run out):
+        the attempt does not count, and it is due again at ``next_at``."""
+        stream = self._flying.pop(delivery_id, None)
+        if stream is None:
+            return
+        stream.in_flight = False
+        if self._streams.get(stream.key) is not stream or not stream.queue:
+            return
+        head = stream.queue[0]
+        head.attempts -= 1
+        head.next_at = next_at
+        self._push(stream)
+
+    def forget(self, delivery_id: int) -> None:
+        """An in-flight head that is not this node's to post after all (its partition is not
+        held): no decision; the stream goes on (or was dropped)."""
+        stream = self._flying.pop(delivery_id, None)
+        if stream is not None:
+            stream.in_flight = False
+            if self._streams.get(stream.key) is stream and stream.queue:
+                self._push(stream)
+
+    def drop_streams(self, dropped: Callable[[StreamKey], bool]) -> None:
+        """Drop these streams whole, their in-flight heads too (their partition is another
+        node's now): an answer still on its way must not touch the scheduler (the same
+        delivery may be queued again by a later take-over)."""
+        for key in [k for k in self._streams if dropped(k)]:
+            stream = self._streams.pop(key)
+            self._pending -= len(stream.queue)
+            state = self._endpoints.get(key[0])
+            if state is not None:
+                state.streams.discard(key)
+        for delivery_id in [i for i, s in self._flying.items() if dropped(s.key)]:
+            del self._flying[delivery_id]
+
+    def snapshot(self) -> dict[str, tuple[int, int | None]]:
+        """Per endpoint: deliveries queued (in flight included) and the smallest event pos
+        among their heads (the oldest event waiting), or None."""
+        out: dict[str, tuple[int, int | None]] = {}
+        for endpoint_id, state in self._endpoints.items():
+            count, oldest = 0, None
+            for key in state.streams:
+                queue = self._streams[key].queue
+                if queue:
+                    count += len(queue)
+                    head = queue[0].event_pos
+                    oldest = head if oldest is None else min(oldest, head)
+            out[endpoint_id] = (count, oldest)
+        return out
+
+    def failing_since(self, endpoint_id: str) -> float | None:
+        """The endpoint's health as the scheduler keeps it (its one owner)."""
+        state = self._endpoints.get(endpoint_id)
+        return None if state is None else state.failing_since
+
     # -- for tests and metrics -----------------------------------------------------------
 
     @property

@@ -12,7 +12,10 @@ Wiring (in the CSMS)::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import logging
 import random
 import secrets
 import time
@@ -40,12 +43,13 @@ from webhooks.endpoints import (
     check_status,
 )
 from webhooks.engine import Engine
-from webhooks.envelope import envelope_body
 from webhooks.filters import selects
 from webhooks.poster import AttemptResult, Poster, make_session
 from webhooks.signing import SecretFormatError, new_secret, secret_key
 from webhooks.targets import TargetError, check_target
 from webhooks.timefmt import iso_utc
+
+log = logging.getLogger(__name__)
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
 REPLAY_CHUNK = 1000
@@ -86,6 +90,9 @@ class WebhookService:
         self._clock = clock
         self._wants: dict[str, bool] = {}  # event type -> any active endpoint selects it
         self._wants_version = -1  # the engine's endpoint version the cache was made for
+        self._sync: asyncio.Task[None] | None = None
+        if engine.clustered:
+            self._sync = asyncio.create_task(self._sync_endpoints(), name="webhook-endpoints")
 
     @classmethod
     async def start(
@@ -117,8 +124,49 @@ class WebhookService:
         return cls(store, config, catalog, engine, box, session, clock)
 
     async def close(self) -> None:
+        await self._stop_sync()
         await self.engine.close()
         await self._session.close()
+
+    async def halt(self) -> None:
+        """Stop as a node that dies would (no lease given back): for tests of take-over."""
+        await self._stop_sync()
+        await self.engine.halt()
+        await self._session.close()
+
+    async def _stop_sync(self) -> None:
+        if self._sync is not None:
+            self._sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync
+
+    async def _sync_endpoints(self) -> None:
+        """Clustered: endpoints created, changed or deleted through another node's API (or
+        disabled by its deliveries) reach this node's engine within a lease round."""
+        while True:
+            await asyncio.sleep(self.config.lease_ttl / 3)
+            version = self.engine.version
+            try:
+                rows = await tables.load_endpoints(self.store)
+            except Exception as exc:
+                log.debug("endpoints not synchronised: %s", exc)
+                continue
+            if version == self.engine.version:  # else changed here meanwhile: next round
+                self.sync_endpoints(rows)
+
+    def sync_endpoints(self, rows: list[tables.EndpointRow]) -> None:
+        engine = self.engine
+        seen = set()
+        for row in rows:
+            seen.add(row.id)
+            current = engine.endpoints.get(row.id)
+            if current is None or current.updated_at != row.updated_at:
+                try:
+                    engine.put_endpoint(_endpoint(row, self._box))
+                except secretbox.SecretBoxError:
+                    log.exception("webhook endpoint %s cannot be opened", row.id)
+        for endpoint_id in [i for i in engine.endpoints if i not in seen]:
+            engine.remove_endpoint(endpoint_id)
 
     def notify(self, events: Sequence[Event], first_pos: int) -> None:
         """Give this to ``store.add_commit_listener``: it hands the events to the fan-out."""
@@ -224,8 +272,7 @@ class WebhookService:
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
         self.get_endpoint(endpoint_id)
-        self.engine.remove_endpoint(endpoint_id)
-        await self.engine.journal.write(tables.delete_endpoint(endpoint_id))
+        await self.engine.delete_endpoint(endpoint_id)
 
     async def rotate_secret(self, endpoint_id: str, secret: Any = None) -> Endpoint:
         """A new secret; the old one keeps signing beside it for ``rotation_overlap``."""
@@ -264,61 +311,14 @@ class WebhookService:
             created_at=endpoint.created_at,
             updated_at=endpoint.updated_at,
         )
-        await self.engine.journal.write([tables.put_endpoint(row)])
-        self.engine.put_endpoint(endpoint)
+        await self.engine.save_endpoint(row, endpoint)
 
     # -- sending -------------------------------------------------------------------------
 
     async def send_test(self, endpoint_id: str) -> TestResult:
         """Post a ``webhook.test`` event to this endpoint now (whatever its status) and answer
         with the outcome. Recorded like any attempt; not retried."""
-        endpoint = self.get_endpoint(endpoint_id)
-        engine = self.engine
-        async with engine.lock:
-            now = self._clock()
-            event, writes = engine.system_event(
-                WEBHOOK_TEST, {"isTest": True, "webhookId": endpoint.id}
-            )
-            delivery_id = engine.allocate_delivery_id()
-            writes += [
-                tables.insert_delivery_of(
-                    delivery_id=delivery_id,
-                    endpoint_id=endpoint.id,
-                    event_id=event.id,
-                    attempts=1,
-                    created_at=iso_utc(now),
-                    next_attempt_at=now,
-                ),
-                tables.set_counter(tables.DELIVERY_ID, delivery_id),
-            ]
-            await engine.journal.write(writes)  # one transaction: the event and its delivery
-        result = await engine.poster.post(
-            endpoint, event_id=event.id, body=envelope_body(event), timestamp=int(now)
-        )
-        done = self._clock()
-        await engine.journal.write(
-            [
-                tables.record_attempt(
-                    delivery_id=delivery_id,
-                    attempt=1,
-                    endpoint_id=endpoint.id,
-                    event_id=event.id,
-                    event_type=event.type,
-                    started_at=iso_utc(now),
-                    finished_at=iso_utc(done),
-                    status_code=result.status_code,
-                    latency_ms=result.latency_ms,
-                    error=result.error,
-                    outcome=tables.SUCCEEDED if result.succeeded else tables.FAILED,
-                ),
-                tables.settle_delivery(
-                    delivery_id,
-                    status=tables.SUCCEEDED if result.succeeded else tables.FAILED,
-                    attempts=1,
-                    next_attempt_at=done,
-                ),
-            ]
-        )
+        event, result = await self.engine.send_test(self.get_endpoint(endpoint_id))
         return TestResult(event_id=event.id, result=result)
 
     async def replay(
@@ -327,33 +327,13 @@ class WebhookService:
         """Queue again, in order, this endpoint's events in [since, until) that it selects;
         events already pending for it are skipped, and with ``only_failed`` so are those it
         already received. Returns how many were queued."""
-        endpoint = self.get_endpoint(endpoint_id)
-        engine = self.engine
-        queued, after = 0, 0
-        while True:
-            # Under the engine's lock and only up to the fan-out cursor: events past it will
-            # be fanned out to the endpoint as it is now, and must not be queued twice.
-            async with engine.lock:
-                await engine.write_out_locked(endpoint_id)  # pending ones must show as pending
-                heads = await tables.replay_candidates(
-                    self.store,
-                    endpoint_id=endpoint_id,
-                    since=since,
-                    until=until,
-                    only_failed=only_failed,
-                    after_pos=after,
-                    max_pos=engine.fanout_pos,
-                    limit=REPLAY_CHUNK,
-                )
-                if not heads:
-                    return queued
-                after = heads[-1].pos
-                chosen = [
-                    h
-                    for h in heads
-                    if h.type != WEBHOOK_TEST and endpoint.wants(h.type, h.charger_id)
-                ]
-                queued += len(await engine.enqueue_locked(endpoint_id, chosen))
+        return await self.engine.replay(
+            self.get_endpoint(endpoint_id),
+            since=since,
+            until=until,
+            only_failed=only_failed,
+            chunk=REPLAY_CHUNK,
+        )
 
     async def redeliver(self, event_id: str, endpoint_id: str | None) -> list[str]:
         """Queue one event again: for one endpoint, or for every active endpoint selecting it.

@@ -9,10 +9,11 @@ reader to the same SQLite file (WAL: readers never block) and writes through the
 writer connection and thread (two writers would take turns through SQLite's sleeping busy
 handler).
 
-``ThreadedWebhookService`` offers what the CSMS and the admin API use of ``WebhookService``:
-coroutines run on the service's loop and are awaited from the caller's; the few plain reads
-(``wants``, ``get_endpoint``, ``list_endpoints``) read the service's state directly, which
-holds under the GIL (whole-dict copies, no iteration over live views).
+``ThreadedWebhookService`` offers what the CSMS and the admin API use of ``WebhookService``
+(``webhooks.admin.WebhookAdmin``, method by method): coroutines run on the service's loop and
+are awaited from the caller's; the few plain reads (``wants``, ``get_endpoint``,
+``list_endpoints``) read the service's state directly, which holds under the GIL (whole-dict
+copies, no iteration over live views).
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from storage.records import Event
 from storage.store import Store
+from storage.webhook_tables import AttemptRow
 from webhooks.catalog import Catalog
 from webhooks.config import DeliveryConfig
 from webhooks.endpoints import Endpoint
-from webhooks.service import WebhookService
+from webhooks.service import TestResult, WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -146,16 +148,49 @@ class ThreadedWebhookService:
     def get_endpoint(self, endpoint_id: str) -> Endpoint:
         return self.service.get_endpoint(endpoint_id)
 
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        """The service's coroutine methods (create_endpoint, replay, ...), run on its loop."""
-        method = getattr(self.service, name)
-        if not asyncio.iscoroutinefunction(method):
-            raise AttributeError(name)
+    async def create_endpoint(self, spec: Mapping[str, Any]) -> Endpoint:
+        return await self._run(self.service.create_endpoint(spec))
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await _await_in(self._loop, method(*args, **kwargs))
+    async def update_endpoint(self, endpoint_id: str, patch: Mapping[str, Any]) -> Endpoint:
+        return await self._run(self.service.update_endpoint(endpoint_id, patch))
 
-        return call
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        await self._run(self.service.delete_endpoint(endpoint_id))
+
+    async def rotate_secret(self, endpoint_id: str, secret: Any = None) -> Endpoint:
+        return await self._run(self.service.rotate_secret(endpoint_id, secret))
+
+    async def send_test(self, endpoint_id: str) -> TestResult:
+        return await self._run(self.service.send_test(endpoint_id))
+
+    async def replay(
+        self, endpoint_id: str, *, since: str, until: str | None, only_failed: bool
+    ) -> int:
+        return await self._run(
+            self.service.replay(endpoint_id, since=since, until=until, only_failed=only_failed)
+        )
+
+    async def redeliver(self, event_id: str, endpoint_id: str | None) -> list[str]:
+        return await self._run(self.service.redeliver(event_id, endpoint_id))
+
+    async def attempts(
+        self, endpoint_id: str, *, limit: int, starting_after: str | None, event_id: str | None
+    ) -> tuple[list[AttemptRow], bool]:
+        return await self._run(
+            self.service.attempts(
+                endpoint_id, limit=limit, starting_after=starting_after, event_id=event_id
+            )
+        )
+
+    # -- what cluster tests and metrics read -----------------------------------------------
+
+    def partitions_held(self) -> int:
+        """How many delivery partitions this node holds now (a plain read of a dict's size)."""
+        return self.service.engine.ledger.held_count()
+
+    async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one of the service's coroutines on its loop; await its result here."""
+        return await _await_in(self._loop, coro)
 
 
 async def _await_in(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

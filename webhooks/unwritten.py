@@ -26,12 +26,14 @@ class Unwritten:
     event_id: str
     charger_id: str | None
     created_at: str
+    partition: int = 0  # of its charger (``webhooks.partitions``): its cursor is that one's
 
 
 class UnwrittenDeliveries:
     def __init__(self) -> None:
         self._by_id: dict[int, Unwritten] = {}
-        self._order: list[tuple[int, int]] = []  # heap of (event pos, delivery id), lazy
+        # Per partition, a heap of (event pos, delivery id), lazy: each partition has a cursor.
+        self._order: dict[int, list[tuple[int, int]]] = {}
         # Per stream, its ids in stream order; settled or taken ones leave lazily.
         self._streams: dict[StreamKey, deque[int]] = {}
 
@@ -43,7 +45,10 @@ class UnwrittenDeliveries:
 
     def add(self, delivery_id: int, delivery: Unwritten) -> None:
         self._by_id[delivery_id] = delivery
-        heapq.heappush(self._order, (delivery.event_pos, delivery_id))
+        order = self._order.get(delivery.partition)
+        if order is None:
+            order = self._order[delivery.partition] = []
+        heapq.heappush(order, (delivery.event_pos, delivery_id))
         key = (delivery.endpoint_id, delivery.charger_id)
         stream = self._streams.get(key)
         if stream is None:
@@ -77,13 +82,38 @@ class UnwrittenDeliveries:
         for key in [k for k in self._streams if k[0] == endpoint_id]:
             del self._streams[key]
 
-    def cursor(self, fanned_out_to: int) -> int:
-        """How far the fan-out cursor may be persisted, given events up to ``fanned_out_to``
-        were fanned out: just below the oldest unwritten delivery, if any."""
-        order = self._order
+    def drop_partition(self, partition: int) -> None:
+        """A partition this node no longer holds: its deliveries are another node's now."""
+        for delivery_id in [i for i, d in self._by_id.items() if d.partition == partition]:
+            del self._by_id[delivery_id]
+        self._order.pop(partition, None)
+        for key in [k for k, ids in self._streams.items() if ids and ids[0] not in self._by_id]:
+            stream = self._streams[key]
+            while stream and stream[0] not in self._by_id:
+                stream.popleft()
+            if not stream:
+                del self._streams[key]
+
+    def cursor(self, fanned_out_to: int, partition: int | None = None) -> int:
+        """How far a partition's fan-out cursor (None: the lowest of them) may be persisted,
+        given events up to ``fanned_out_to`` were fanned out: just below its oldest
+        unwritten delivery, if any."""
+        if partition is not None:
+            return self._cursor_of(partition, fanned_out_to)
+        return min(
+            (self._cursor_of(p, fanned_out_to) for p in list(self._order)), default=fanned_out_to
+        )
+
+    def _cursor_of(self, partition: int, fanned_out_to: int) -> int:
+        order = self._order.get(partition)
+        if not order:
+            return fanned_out_to
         while order and order[0][1] not in self._by_id:
             heapq.heappop(order)
-        return order[0][0] - 1 if order else fanned_out_to
+        if not order:
+            del self._order[partition]
+            return fanned_out_to
+        return order[0][0] - 1
 
     def _take(self, delivery_ids: list[int]) -> list[tuple[int, Unwritten]]:
         taken = []

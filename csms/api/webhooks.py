@@ -24,11 +24,12 @@ from csms.api.common import (
 )
 from csms.api.query import PAGINATION, accepts
 from storage.webhook_tables import AttemptRow
-from webhooks import Endpoint, InvalidEndpoint, NotFound, WebhookService
+from webhooks import Endpoint, InvalidEndpoint, NotFound
+from webhooks.admin import WebhookAdmin
 from webhooks.service import attempt_id
 from webhooks.timefmt import iso_utc, parse_iso
 
-WEBHOOK_SERVICE = web.AppKey("webhook_service", WebhookService)
+WEBHOOK_SERVICE = web.AppKey("webhook_service", WebhookAdmin)
 
 routes = web.RouteTableDef()
 
@@ -56,7 +57,7 @@ def _service_errors() -> Iterator[None]:
         raise not_found(str(exc)) from None
 
 
-def _service(request: web.Request) -> WebhookService:
+def _service(request: web.Request) -> WebhookAdmin:
     return request.app[WEBHOOK_SERVICE]
 
 

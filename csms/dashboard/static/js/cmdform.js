@@ -1,4 +1,4 @@
-// The command form: fields made from the OCPP 1.6 request schema of each of the 19
+// The command form: fields made from the OCPP 1.6 request schema of each of the 26
 // CSMS-initiated actions, as GET /api/v1/openapi.json documents them (the server validates
 // with the same schemas; its 400 names the field, shown next to it).
 

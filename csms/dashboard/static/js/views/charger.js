@@ -1,5 +1,5 @@
 // One charger: identity, connectors, transactions, commands with their outcome, recent events
-// (live), and a form to send any of the 19 commands.
+// (live), and a form to send any of the 26 commands (OCPP 1.6 and its security extension).
 
 import { ApiError, enc, get, post } from "../api.js";
 import { buildFields, commandSchemas, showFieldError } from "../cmdform.js";
