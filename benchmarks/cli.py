@@ -1,11 +1,13 @@
-"""``python -m benchmarks [--quick] [--only ingest,latency,backlog,connections] [--runs 3]
-[--out DIR] [--variants baseline,chargehook-store,chargehook-webhooks,chargehook-postgres]``:
+"""``python -m benchmarks [--quick] [--only ingest,latency,backlog,connections,cluster]
+[--runs 3] [--out DIR] [--variants baseline,chargehook-store,chargehook-webhooks,
+chargehook-postgres] [--lease-ttl S]``:
 run the measurements, print one JSON line per measurement and a Markdown table of the
 medians, and write both to ``DIR`` (``benchmarks/results/`` by default).
 
 ``chargehook-postgres`` runs on the PostgreSQL server of ``BENCH_POSTGRES_URL`` (default
 postgresql://postgres@127.0.0.1:5432/postgres) in a database of its own, made and dropped
-by the measurement; it is skipped (and says so) when no server answers."""
+by the measurement; it is skipped (and says so) when no server answers. So is ``cluster``:
+two nodes on one database of its own (``benchmarks/cluster.py``)."""
 
 from __future__ import annotations
 
@@ -22,11 +24,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, sections
+from benchmarks import cluster, report, sections
 from benchmarks.procs import LOAD_CPU, pinning
 
-SECTIONS = ("ingest", "latency", "backlog", "connections")
+SECTIONS = ("ingest", "latency", "backlog", "connections", "cluster")
 VARIANTS = ("baseline", "chargehook-store", "chargehook-webhooks", "chargehook-postgres")
+CLUSTER_PARTS = ("ingest", "latency", "takeover")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -46,6 +49,27 @@ def _parser() -> argparse.ArgumentParser:
         "--variants",
         default=",".join(VARIANTS),
         help=f"ingest variants, comma-separated, run in this order (default {','.join(VARIANTS)})",
+    )
+    p.add_argument(
+        "--lease-ttl",
+        type=float,
+        metavar="S",
+        help="[cluster] lease_ttl of the nodes in the cluster section's takeover measurement"
+        " (default 2; 1 with --quick; ingest and latency run with the default 10)",
+    )
+    p.add_argument(
+        "--reconnect-spread",
+        type=float,
+        metavar="S",
+        help="cluster takeover: the killed node's chargers make their first reconnect try at"
+        " a random moment in 0..S s after losing their socket (default 1)",
+    )
+    p.add_argument(
+        "--cluster",
+        default=",".join(CLUSTER_PARTS),
+        metavar="PARTS",
+        help="the cluster section's measurements, comma-separated (default"
+        f" {','.join(CLUSTER_PARTS)})",
     )
     return p
 
@@ -110,6 +134,10 @@ async def run(args: argparse.Namespace) -> int:
     if any(v not in VARIANTS for v in variants):
         print(f"variants are {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
+    parts = [x.strip() for x in args.cluster.split(",") if x.strip()]
+    if not parts or any(x not in CLUSTER_PARTS for x in parts):
+        print(f"--cluster takes {', '.join(CLUSTER_PARTS)}", file=sys.stderr)
+        return 2
     if not 1 <= args.runs <= 20:
         print("--runs must be 1..20", file=sys.stderr)
         return 2
@@ -123,6 +151,16 @@ async def run(args: argparse.Namespace) -> int:
             print("--chargers must be numbers 1..20000, comma-separated", file=sys.stderr)
             return 2
         scale = dataclasses.replace(scale, ingest_chargers=sizes)
+    if args.lease_ttl is not None:
+        if not 1 <= args.lease_ttl <= 600:
+            print("--lease-ttl must be 1..600 (seconds)", file=sys.stderr)
+            return 2
+        scale = dataclasses.replace(scale, cluster_lease_ttl=args.lease_ttl)
+    if args.reconnect_spread is not None:
+        if not 0 <= args.reconnect_spread <= 60:
+            print("--reconnect-spread must be 0..60 (seconds)", file=sys.stderr)
+            return 2
+        scale = dataclasses.replace(scale, reconnect_spread=args.reconnect_spread)
     out = _out_dir(args.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     jsonl = out / f"bench-{stamp}.jsonl"
@@ -174,6 +212,20 @@ async def run(args: argparse.Namespace) -> int:
                     "chargers": scale.connections,
                 }
                 jobs.append(("connections", base, lambda: sections.measure_connections(scale)))
+            if "cluster" in only:
+                for kind, measure in (
+                    ("ingest", cluster.measure_cluster_ingest),
+                    ("latency", cluster.measure_cluster_latency),
+                    ("takeover", cluster.measure_cluster_takeover),
+                ):
+                    if kind not in parts:
+                        continue
+                    base = {
+                        "section": "cluster",
+                        "variant": f"cluster-{kind}",
+                        "chargers": scale.cluster_chargers,
+                    }
+                    jobs.append(("cluster", base, lambda m=measure: m(scale)))
             for name, base, make in jobs:
                 record = await _one(name, make(), base)
                 record["run"] = r

@@ -21,6 +21,15 @@ Modes (``mode`` in the options):
 - ``idle``: each charger connects and boots, then sends Heartbeat at the interval the CSMS
   gave in BootNotification.conf; after ``hold`` s, heartbeats still unanswered are counted.
 
+Several nodes (the cluster section): ``ports`` lists their OCPP ports and charger i (from 1)
+connects to ``ports[(i - 1) % len(ports)]``; calls answered in the window are also counted
+per port. With ``failover``, a charger whose socket the server side drops while it is in its
+loop connects to the next port of the list, sets up again (boot, status, a new transaction)
+and goes on with its loop; the result says when each was lost and back (wall clock). Like
+real chargers it does not all come back in the same millisecond: the first try waits a
+random 0..``reconnectSpread`` s (default 1), a failed one 0.5..1 s, doubling up to 4 s; a
+port that refuses sends it on to the next; bounded by the run's end.
+
 Every MeterValues carries a meterValue timestamp with microseconds taken from the wall clock
 just before the frame is written: the webhook receiver reads it back from the event's raw
 ``meterValue`` to measure end-to-end latency (same machine, same clock). After the window,
@@ -101,7 +110,13 @@ class Run:
         self.clock = WallClock()
         self.n: int = options["chargers"]
         self.host: str = options.get("host", "127.0.0.1")
-        self.port: int = options["port"]
+        self.ports: list[int] = [int(p) for p in options.get("ports") or [options["port"]]]
+        self.failover = bool(options.get("failover"))
+        self.calls_by_port: Counter[int] = Counter()
+        self.lost_wall: list[float] = []  # failover: when each charger's socket was lost
+        self.back_wall: list[float] = []  # ... and when it was set up again elsewhere
+        self.lost_in_flight = 0  # failover: CALLs whose socket went before their answer
+        self.reconnects: set[asyncio.Task[None]] = set()
         self.prefix: str = options.get("idPrefix", "BENCH-")
         self.errors: Counter[str] = Counter()
         self.ready = 0
@@ -144,12 +159,14 @@ class Charger:
         "cid",
         "connect_started",
         "energy",
+        "ever_ready",
         "finished",
         "interval",
         "next_id",
         "pending",
         "period",
         "phase",
+        "port",
         "run",
         "setup_done",
         "step",
@@ -158,9 +175,11 @@ class Charger:
         "ws",
     )
 
-    def __init__(self, run: Run, cid: str) -> None:
+    def __init__(self, run: Run, cid: str, port: int) -> None:
         self.run = run
         self.cid = cid
+        self.port = port
+        self.ever_ready = False
         self.ws: WsClient | None = None
         self.next_id = 0
         self.pending: tuple[str, str, float, float] | None = None  # id, action, sent, scheduled
@@ -214,9 +233,25 @@ class Charger:
             self.run.errors[f"setup-lost:{reason}"] += 1
             self._setup_result(False)
             return
+        if self.phase == "loop" and self.run.failover and not self.run.stopping:
+            self.fail_over()
+            return
         if self.phase not in ("closing", "done"):
             self.run.errors[f"disconnect:{reason}"] += 1
         self.finish()
+
+    def fail_over(self) -> None:
+        """The server side dropped the socket (its node died): go on at the next node."""
+        run = self.run
+        run.lost_wall.append(time.time())
+        if self.pending is not None:
+            run.lost_in_flight += 1
+        self.backlog.clear()
+        ports = run.ports
+        self.port = ports[(ports.index(self.port) + 1) % len(ports)]
+        task = asyncio.ensure_future(reconnect(run, self))
+        run.reconnects.add(task)
+        task.add_done_callback(run.reconnects.discard)
 
     def finish(self) -> None:
         if not self.finished:
@@ -308,7 +343,9 @@ class Charger:
             self.call("StatusNotification", self.status("Charging"))
             return
         self.phase = "loop"
-        run.charger_ready()
+        if not self.ever_ready:
+            self.ever_ready = True
+            run.charger_ready()
         self._setup_result(True)
         # the loop starts when every charger is set up (main_async), on an idle server
 
@@ -349,6 +386,7 @@ class Charger:
             if run.window_start <= now <= run.window_end:
                 run.latencies.append(now - sent)
                 run.calls_in_window += 1
+                run.calls_by_port[self.port] += 1
             if now < run.window_end and not run.stopping:
                 self.send_meter()
             else:
@@ -363,6 +401,7 @@ class Charger:
             if run.window_start <= scheduled < run.window_end:
                 run.latencies.append(now - scheduled)
                 run.calls_in_window += 1
+                run.calls_by_port[self.port] += 1
             if self.backlog:
                 self.send_meter(self.backlog.pop(0))
             elif run.stopping or now >= run.window_end:
@@ -458,7 +497,7 @@ async def connect_all(run: Run, chargers: list[Charger], concurrency: int, deadl
                 assert c.setup_done is not None
                 c.connect_started = loop.time()
                 try:
-                    await loop.create_connection(lambda c=c: _protocol(run, c), run.host, run.port)
+                    await loop.create_connection(lambda c=c: _protocol(run, c), run.host, c.port)
                 except OSError as exc:
                     run.errors[f"connect:{type(exc).__name__}"] += 1
                 else:
@@ -480,10 +519,47 @@ async def connect_all(run: Run, chargers: list[Charger], concurrency: int, deadl
     await asyncio.gather(*(one(c) for c in chargers))
 
 
+async def reconnect(run: Run, c: Charger) -> None:
+    """Failover: connect ``c`` to its (new) port and set it up again, then resume its loop;
+    with the waits of the module's docstring, until the run stops or its window has ended."""
+    loop = run.loop
+    await asyncio.sleep(random.random() * float(run.o.get("reconnectSpread", 1.0)))
+    backoff = 0.5
+    while not run.stopping and loop.time() < run.window_end:
+        c.reset()
+        assert c.setup_done is not None
+        try:
+            await loop.create_connection(lambda c=c: _protocol(run, c), run.host, c.port)
+        except OSError as exc:
+            run.errors[f"reconnect:{type(exc).__name__}"] += 1
+            ports = run.ports  # refused: that node is down too, try the next one
+            c.port = ports[(ports.index(c.port) + 1) % len(ports)]
+        else:
+            try:
+                ok = await asyncio.wait_for(asyncio.shield(c.setup_done), 10.0)
+            except TimeoutError:
+                ok = False
+                if c.ws is not None:
+                    c.ws.abort()
+            if ok:
+                run.back_wall.append(time.time())
+                if run.mode == "open" and c.period:
+                    first = loop.time() + random.random() * c.period
+                    c.timer = loop.call_at(first, c.tick, first)
+                else:
+                    c.send_meter()
+                return
+        await asyncio.sleep(backoff * (1 + random.random()))
+        backoff = min(4.0, backoff * 2)
+    run.errors["reconnect:gave-up"] += 1
+    c.phase = "done"
+    c.finish()
+
+
 def _protocol(run: Run, c: Charger) -> WsClient:
     ws = WsClient(
         run.host,
-        run.port,
+        c.port,
         f"/ocpp/{c.cid}",
         on_open=c.on_open,
         on_text=c.on_text,
@@ -510,7 +586,10 @@ async def main_async(o: dict[str, Any]) -> dict[str, Any]:
     duration = min(float(o.get("duration", 10.0)), MAX_TIME)
     setup_timeout = float(o.get("setupTimeout", 120.0))
     grace = float(o.get("grace", 10.0))
-    chargers = [Charger(run, f"{run.prefix}{i:05d}") for i in range(1, n + 1)]
+    ports = run.ports
+    chargers = [
+        Charger(run, f"{run.prefix}{i:05d}", ports[(i - 1) % len(ports)]) for i in range(1, n + 1)
+    ]
     t_begin = loop.time()
     cpu_begin = cpu_seconds()
     run.first_connect = t_begin
@@ -624,7 +703,22 @@ async def main_async(o: dict[str, Any]) -> dict[str, Any]:
         if not c.finished and c.ws is not None:
             c.ws.abort()
     connecting.cancel()
-    await asyncio.gather(connecting, return_exceptions=True)
+    for task in list(run.reconnects):
+        task.cancel()
+    await asyncio.gather(connecting, *run.reconnects, return_exceptions=True)
+    if len(ports) > 1:
+        result["callsByPort"] = {str(p): run.calls_by_port[p] for p in ports}
+    if run.failover:
+        result["failover"] = {
+            "lost": len(run.lost_wall),
+            "reconnected": len(run.back_wall),
+            "lostInFlight": run.lost_in_flight,
+            "firstLostWall": min(run.lost_wall, default=None),
+            "lastLostWall": max(run.lost_wall, default=None),
+            "firstBackWall": min(run.back_wall, default=None),
+            "lastBackWall": max(run.back_wall, default=None),
+            "lostWall": [round(t, 4) for t in run.lost_wall],
+        }
     result["teardownComplete"] = run.done >= n
     result["errors"] = dict(run.errors)
     result["clientCpuTotalS"] = round(cpu_seconds() - cpu_begin, 3)

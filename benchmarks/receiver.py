@@ -7,12 +7,18 @@ charger's ``sequence`` (order and gaps per charger), the arrival time, and for
 timestamp the load client wrote just before sending the MeterValues (same machine, same
 clock). ``GET /stats?from=WALL&to=WALL`` answers the counts, with latency percentiles over
 the events sent inside [from, to). It prints ``receiver: listening PORT`` when ready.
+
+With ``--post-log`` it also keeps one entry per POST, duplicates included: arrival, the
+sender's TCP port (which node posted it, for the cluster section), charger, sequence, type,
+event id, the event's ``timestamp`` (when it was stored) and the meterValue send time;
+``GET /posts?from=WALL`` answers those that arrived from then on.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import signal
@@ -23,6 +29,8 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+
+MAX_POST_LOG = 2_000_000  # bounded: about 300 MB at most
 
 
 def _cpu() -> float:
@@ -52,8 +60,10 @@ class Recorder:
         self.sent: array[float] = array("d")  # transaction.updated: sent wall time
         self.latency: array[float] = array("d")  # ... and its end-to-end latency, s
         self._ts_cache: dict[str, float] = {}
+        # --post-log: (arrival, sender port, charger, sequence, type, id, stored, sent)
+        self.post_log: list[tuple[Any, ...]] | None = None
 
-    def record(self, body: bytes) -> None:
+    def record(self, body: bytes, peer_port: int = 0) -> None:
         now = time.time()
         self.posts += 1
         try:
@@ -62,6 +72,8 @@ class Recorder:
         except (ValueError, KeyError, TypeError):
             self.bad += 1
             return
+        if self.post_log is not None and len(self.post_log) < MAX_POST_LOG:
+            self.post_log.append(self._log_entry(now, peer_port, event))
         if event_id in self.ids:
             self.duplicates += 1
             return
@@ -97,6 +109,27 @@ class Recorder:
                 return
             self.sent.append(sent)
             self.latency.append(now - sent)
+
+    def _log_entry(self, now: float, port: int, event: dict[str, Any]) -> tuple[Any, ...]:
+        stored = sent = None
+        with contextlib.suppress(KeyError, IndexError, TypeError, ValueError, AttributeError):
+            stored = self._parse(event["timestamp"])
+        if event.get("type") == "transaction.updated":
+            with contextlib.suppress(KeyError, IndexError, TypeError, ValueError, AttributeError):
+                sent = self._parse(event["data"]["meterValue"][0]["timestamp"])
+        return (
+            now,
+            port,
+            event.get("chargerId"),
+            event.get("sequence"),
+            event.get("type"),
+            event["id"],
+            stored,
+            sent,
+        )
+
+    def posts_since(self, t_from: float) -> list[tuple[Any, ...]]:
+        return [p for p in self.post_log or () if p[0] >= t_from]
 
     def _parse(self, stamp: str) -> float:
         # "YYYY-MM-DDTHH:MM:SS.ffffffZ": the seconds part is cached
@@ -178,8 +211,15 @@ class Recorder:
 
 def make_app(rec: Recorder) -> web.Application:
     async def hook(request: web.Request) -> web.Response:
-        rec.record(await request.read())
+        port = 0
+        if rec.post_log is not None:
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            port = peer[1] if peer else 0
+        rec.record(await request.read(), port)
         return web.Response(status=204)
+
+    async def posts(request: web.Request) -> web.Response:
+        return web.json_response(rec.posts_since(float(request.query.get("from", "0"))))
 
     async def stats(request: web.Request) -> web.Response:
         q = request.query
@@ -190,11 +230,14 @@ def make_app(rec: Recorder) -> web.Application:
     app = web.Application(client_max_size=1 << 20)
     app.router.add_post("/hook", hook)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/posts", posts)
     return app
 
 
-async def main_async(port: int) -> None:
+async def main_async(port: int, post_log: bool = False) -> None:
     rec = Recorder()
+    if post_log:
+        rec.post_log = []
     runner = web.AppRunner(make_app(rec), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
@@ -217,8 +260,9 @@ async def main_async(port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.receiver")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--post-log", action="store_true", help="keep every POST (see above)")
     args = parser.parse_args(argv)
-    asyncio.run(main_async(args.port))
+    asyncio.run(main_async(args.port, args.post_log))
     return 0
 
 

@@ -237,6 +237,7 @@ def table(records: list[Record]) -> str:
             f" | {_fmt(median(rs, 'server.cpuPct'))} |"
         )
     out.append("")
+    out.extend(cluster_table(groups))
     out.extend(targets(groups))
     if s["notes"]:
         out.append("")
@@ -327,4 +328,81 @@ def targets(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]:
         "| --- | --- | --- | --- |",
     ]
     out.extend(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)
+    return out
+
+
+def _false_death(record: Record) -> bool:
+    """Chargers lost their socket before the kill: a live node was taken for dead (its
+    heartbeat late by more than lease_ttl), so that run measured more than one takeover."""
+    return bool(_get(record, "failover.lostBeforeKill"))
+
+
+def _runs(rs: list[Record], path: str, digits: int = 0) -> str:
+    """The median and, with several runs, every run's value (a run without one shows -; a
+    run with a false death before the kill is marked *)."""
+    values = [_get(r, path) for r in rs]
+    med = median(rs, path)
+    if len(values) < 2:
+        return _fmt(med, digits) + ("*" if rs and _false_death(rs[0]) else "")
+    marks = ["*" if _false_death(r) else "" for r in rs]
+    each = [_fmt(v, digits) + m for v, m in zip(values, marks, strict=True)]
+    return f"{_fmt(med, digits)} ({', '.join(each)})"
+
+
+def cluster_table(groups: dict[tuple[str, str, int], list[Record]]) -> list[str]:
+    """Section 5: two nodes on one PostgreSQL database; one row per size, the three
+    measurements side by side."""
+    sizes = sorted({k[2] for k in groups if k[0] == "cluster"})
+    if not sizes:
+        return []
+    out = [
+        "### 5. Cluster: two nodes on one PostgreSQL database (node 1 on CPU 0, node 2 on"
+        " CPU 1; load client, receiver and PostgreSQL unpinned)",
+        "",
+        "| N | calls/s (both nodes) | node 1 / node 2 calls/s | call p99 ms"
+        " | node 1 / node 2 CPU % | postgres CPU % (our database) | other procs CPU %"
+        " (of 200) | e2e at events/s | e2e p50 ms | e2e p99 ms"
+        " | all delivered | delivered by node 1 / node 2 in the window | takeover lease_ttl s"
+        " | takeover: dead node's stream ms"
+        " | of an event stored before the kill ms | of a reconnected charger's new event ms"
+        " | all its streams ms | its streams resumed |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+        + " ---: |" * 6,
+    ]
+    for n in sizes:
+        ing = _ok(groups.get(("cluster", "cluster-ingest", n), []))
+        lat = _ok(groups.get(("cluster", "cluster-latency", n), []))
+        tko = _ok(groups.get(("cluster", "cluster-takeover", n), []))
+        ttl = median(tko, "leaseTtlS")
+        per_node = (
+            f"{_fmt(median(ing, 'callsPerSecondByNode.node-1'), 0)} /"
+            f" {_fmt(median(ing, 'callsPerSecondByNode.node-2'), 0)}"
+        )
+        cpu = f"{_fmt(median(ing, 'cpu.node1.cpuPct'))} / {_fmt(median(ing, 'cpu.node2.cpuPct'))}"
+        resumed = ", ".join(
+            f"{_get(r, 'takeover.deadStreamsResumed')}/{_get(r, 'takeover.deadStreams')}"
+            for r in tko
+        )
+        out.append(
+            f"| {n} | {_fmt(median(ing, 'callsPerSecond'), 0)} | {per_node}"
+            f" | {_fmt(median(ing, 'latencyMs.p99'))} | {cpu}"
+            f" | {_fmt(median(ing, 'cpu.postgres.oursPct'))}"
+            f" | {_fmt(median(ing, 'cpu.otherProcsPct'))}"
+            f" | {_fmt(median(lat, 'targetRate'), 0)} | {_fmt(median(lat, 'e2eMs.p50'))}"
+            f" | {_fmt(median(lat, 'e2eMs.p99'))} | {_fmt(median(lat, 'delivery.allDelivered'))}"
+            f" | {_fmt(median(lat, 'deliveriesByNode.node-1'), 0)} /"
+            f" {_fmt(median(lat, 'deliveriesByNode.node-2'), 0)}"
+            f" | {_fmt(ttl)}"
+            f" | {_runs(tko, 'takeover.streamMs')} | {_runs(tko, 'takeover.backlogMs')}"
+            f" | {_runs(tko, 'takeover.reconnectedMs')} | {_runs(tko, 'takeover.allStreamsMs')}"
+            f" | {resumed or '-'} |"
+        )
+    if any(_false_death(r) for k, g in groups.items() if k[0] == "cluster" for r in _ok(g)):
+        out.append("")
+        out.append(
+            "\\* chargers lost their socket before the kill in that run (a live node was taken"
+            " for dead: its heartbeat came later than lease_ttl): more than the kill was"
+            " measured; see failover.lostBeforeKill in its record."
+        )
+    out.append("")
     return out

@@ -62,6 +62,13 @@ class Scale:
     connections_hold: float = 25.0
     heartbeat_interval: int = 10
     drain_timeout: float = 120.0
+    cluster_chargers: int = 2000  # split over the two nodes
+    cluster_rate: float = 1000.0  # events/s offered in the cluster's latency and takeover
+    cluster_lease_ttl: float = 2.0  # [cluster] lease_ttl of both nodes in the takeover
+    cluster_load_lease_ttl: float = 10.0  # ... in ingest and latency (the shipped default)
+    takeover_after: float = 3.0  # s into the window when a node is killed
+    takeover_hold: float = 12.0  # s the load goes on after the kill
+    reconnect_spread: float = 1.0  # s: a failed-over charger's first try, random in 0..this
 
 
 FULL = Scale()
@@ -78,6 +85,11 @@ QUICK = Scale(
     connections_hold=3.0,
     heartbeat_interval=1,
     drain_timeout=30.0,
+    cluster_chargers=100,
+    cluster_rate=200.0,
+    cluster_lease_ttl=1.0,
+    takeover_after=1.0,
+    takeover_hold=5.0,
 )
 
 
@@ -109,9 +121,12 @@ def chargehook_config(
     heartbeat_interval: int = 300,
     retry_schedule: list[str] | None = None,
     storage_url: str | None = None,
+    key_file: Path | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> Path:
     """The server's config: a fresh SQLite file in ``workdir``, or ``storage_url`` (PostgreSQL,
-    whose webhook key file then lives in ``workdir``)."""
+    whose webhook key file then lives in ``workdir``, or at ``key_file``: the nodes of one
+    cluster share it); ``cluster`` fills the ``[cluster]`` table (strings and numbers)."""
     url = storage_url or f"sqlite:///{workdir / 'csms.db'}"
     lines = [
         "[ocpp]",
@@ -133,9 +148,12 @@ def chargehook_config(
         "allow_private_targets = true",
     ]
     if storage_url is not None:
-        lines.append(f'secret_key_file = "{workdir / "webhook.key"}"')
+        lines.append(f'secret_key_file = "{key_file or workdir / "webhook.key"}"')
     if retry_schedule is not None:
         lines.append("retry_schedule = [" + ", ".join(f'"{r}"' for r in retry_schedule) + "]")
+    if cluster:
+        lines += ["", "[cluster]"]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in cluster.items()]
     path = workdir / "csms.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -175,11 +193,19 @@ async def start_baseline(group: ProcGroup, workdir: Path) -> Server:
     return Server(proc, int(m.group(1)), None)
 
 
-async def start_receiver(group: ProcGroup, workdir: Path, port: int = 0) -> tuple[Proc, int]:
+async def start_receiver(
+    group: ProcGroup,
+    workdir: Path,
+    port: int = 0,
+    *,
+    cpu: int | None = LOAD_CPU,
+    post_log: bool = False,
+) -> tuple[Proc, int]:
     proc = await group.spawn(
         "receiver",
-        [PY, "-m", "benchmarks.receiver", "--port", str(port)],
-        cpu=LOAD_CPU,
+        [PY, "-m", "benchmarks.receiver", "--port", str(port)]
+        + (["--post-log"] if post_log else []),
+        cpu=cpu,
         stderr_path=str(workdir / "receiver.err"),
         cwd=str(ROOT),
     )

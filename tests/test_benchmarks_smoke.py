@@ -1,9 +1,11 @@
-"""Smoke test of the benchmark harness: ``python -m benchmarks --quick --runs 1`` end to end.
+"""Smoke test of the benchmark harness: ``python -m benchmarks --quick --runs 1`` end to end,
+the single-node sections and the cluster section (two nodes on PostgreSQL) apart.
 
-It starts real servers and load processes for about 40 s, so the default suite skips it;
-run it with ``CHARGEHOOK_BENCH_SMOKE=1 pytest tests/test_benchmarks_smoke.py``. The
-``chargehook-postgres`` variant runs on the PostgreSQL server of ``BENCH_POSTGRES_URL``
-(default: the local one); without one it is skipped, and says so in its record.
+They start real servers and load processes for about 40 s each, so the default suite skips
+them; run them with ``CHARGEHOOK_BENCH_SMOKE=1 pytest tests/test_benchmarks_smoke.py``. The
+``chargehook-postgres`` variant and the cluster section run on the PostgreSQL server of
+``BENCH_POSTGRES_URL`` (default: the local one); without one they are skipped, and say so in
+their records (which fails the test under ``CI=true``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = {"ingest", "latency", "backlog", "connections"}
+CLUSTER = {"cluster-ingest", "cluster-latency", "cluster-takeover"}
 VARIANTS = {"baseline", "chargehook-store", "chargehook-webhooks", "chargehook-postgres"}
 
 pytestmark = [
@@ -27,14 +30,25 @@ pytestmark = [
         not os.environ.get("CHARGEHOOK_BENCH_SMOKE"),
         reason="starts servers for ~40 s; set CHARGEHOOK_BENCH_SMOKE=1 to run",
     ),
-    pytest.mark.timeout(120),
+    pytest.mark.timeout(180),
 ]
 
 
 def test_quick_benchmark_prints_every_section(tmp_path: Path) -> None:
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--runs", "1", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--runs",
+            "1",
+            "--only",
+            ",".join(sorted(SECTIONS)),
+            "--out",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -93,3 +107,47 @@ async def _databases_named(name: str) -> list[str]:
     finally:
         await conn.close()
     return [r[0] for r in rows]
+
+
+def test_quick_cluster_section(tmp_path: Path) -> None:
+    """Two nodes on one database of their own: every measurement gives its figures, the
+    takeover kills node 1 (its chargers notice and fail over), every database is dropped."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks", "--quick", "--runs", "1"),
+            *("--only", "cluster", "--out", str(tmp_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert elapsed < 120, f"--quick --only cluster took {elapsed:.0f} s"
+    records = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    measured = {r["variant"]: r for r in records if r["section"] == "cluster"}
+    assert set(measured) == CLUSTER
+    if any("skipped" in r for r in measured.values()):
+        assert not os.environ.get("CI"), measured  # CI has PostgreSQL: a skip is a failure
+        return
+    for r in measured.values():
+        assert "error" not in r, r
+        assert r["workload"] and r["counted"] and r["leaseTtlS"] >= 1
+        assert not asyncio.run(_databases_named(r["postgresDatabase"])), "not dropped"
+    ingest = measured["cluster-ingest"]
+    assert ingest["ready"] == ingest["chargers"]
+    assert all(v > 0 for v in ingest["callsPerSecondByNode"].values()), ingest
+    latency = measured["cluster-latency"]
+    assert latency["e2eCount"] > 0 and latency["delivery"]["allDelivered"], latency
+    posted = latency["deliveriesByNode"]  # both nodes deliver (their delivery partitions)
+    assert posted["node-1"] > 0 and posted["node-2"] > 0, posted
+    takeover = measured["cluster-takeover"]
+    assert takeover["killed"] == "node-1"
+    assert takeover["failover"]["lost"] > 0 and takeover["takeover"]["deadStreams"] > 0
+    figures = takeover["takeover"]
+    if figures["deadStreamsResumed"]:  # the survivor took over the dead node's streams
+        assert figures["streamMs"] is not None and figures["streamMs"] >= 0
+    assert "### 5. Cluster" in proc.stdout
