@@ -190,6 +190,10 @@ class Csms:
             await _listen("ocpp", settings.ocpp.host, settings.ocpp.port, ocpp.start())
         except TlsSetupError as exc:
             raise StartError(str(exc)) from None
+        if not settings.cluster.node_id and not settings.ocpp.port and not cluster.shared:
+            # Alone on SQLite, any free port: named by the port it got. (A cluster node needs
+            # its id before it listens, to close what its last run left: set it there.)
+            cluster.node_id = default_node_id(socket.gethostname(), ocpp.port)
         await cluster.describe(api_url=self.api_url, ocpp_url=self.ocpp_url)
         # Made only now that nothing else can fail, and printed by the caller at once: a
         # start that fails never leaves a stored token nobody saw.
