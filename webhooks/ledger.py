@@ -150,22 +150,8 @@ class Ledger:
         """A delivery written now (replay, redeliver: the store must see it at once; behind
         a failed head: it may wait for hours)."""
         delivery_id = self.next_id()
-        writes.append(
-            tables.insert_delivery(
-                tables.DeliveryRow(
-                    id=delivery_id,
-                    endpoint_id=endpoint_id,
-                    event_pos=pos,
-                    event_id=event_id,
-                    charger_id=charger_id,
-                    status=tables.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=iso_utc(now),
-                ),
-                self._fences.get(self.partition_of(charger_id)),
-            )
-        )
+        row = _new_row(delivery_id, endpoint_id, pos, event_id, charger_id, tables.PENDING, now)
+        writes.append(tables.insert_delivery(row, self._fences.get(self.partition_of(charger_id))))
         return Pending(
             delivery_id=delivery_id,
             endpoint_id=endpoint_id,
@@ -179,17 +165,7 @@ class Ledger:
         """A delivery for a partition another node holds (replay, redeliver through this
         node's API): written for the holder to take into its streams (unfenced: not ours)."""
         return tables.insert_delivery(
-            tables.DeliveryRow(
-                id=self.next_id(),
-                endpoint_id=endpoint_id,
-                event_pos=pos,
-                event_id=event_id,
-                charger_id=charger_id,
-                status=tables.HANDOFF,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=iso_utc(now),
-            )
+            _new_row(self.next_id(), endpoint_id, pos, event_id, charger_id, tables.HANDOFF, now)
         )
 
     def in_memory(self, endpoint_id: str, pos: int, event_id: str, charger_id: str | None,
@@ -325,3 +301,26 @@ class Ledger:
                 self._cursors[partition] = cursor
                 out.append(tables.set_cursor(partition, cursor, self._fences.get(partition)))
         return out
+
+
+def _new_row(
+    delivery_id: int,
+    endpoint_id: str,
+    pos: int,
+    event_id: str,
+    charger_id: str | None,
+    status: str,
+    now: float,
+) -> tables.DeliveryRow:
+    """A delivery not attempted yet, due now."""
+    return tables.DeliveryRow(
+        id=delivery_id,
+        endpoint_id=endpoint_id,
+        event_pos=pos,
+        event_id=event_id,
+        charger_id=charger_id,
+        status=status,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=iso_utc(now),
+    )
