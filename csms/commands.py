@@ -95,8 +95,8 @@ class CommandDispatcher:
         self._closing = False
         self._shared = hub.cluster.shared
         self._remote: dict[str, str] = {}  # commands stored here for another node: charger id
-        # Commands recently finished here: a pull that read the table before their outcome
-        # was committed must not queue them again.
+        # Commands recently taken to be sent, or finished, here: a pull that read the table
+        # before they were marked sent or finished must not queue them again.
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._leaving: set[str] = set()  # taken off a queue, their outcomes being recorded
         self._sweeper: asyncio.Task[None] | None = None
@@ -308,6 +308,7 @@ class CommandDispatcher:
                 asyncio.get_running_loop().create_future()
             )
             queue.waiting = (command.id, future)
+            self._remember(command.id)  # taken: a stale pull must not queue it again
             queue.settled = settled = asyncio.Event()
             response: dict[str, Any] | None = None
             error: dict[str, Any] | None = None
@@ -383,10 +384,7 @@ class CommandDispatcher:
             lambda snap: logic.complete(snap, command, now=now, response=response, error=error),
         )
         final = next(w for w in outcome.writes if isinstance(w, Command))
-        if self._shared:
-            self._finished[command.id] = None
-            while len(self._finished) > FINISHED_KEPT:
-                self._finished.popitem(last=False)
+        self._remember(command.id)
         if self._on_status is not None:
             self._on_status(final.action, final.status)
         future = self._done.pop(command.id, None)
@@ -476,6 +474,12 @@ class CommandDispatcher:
             self._done.setdefault(command.id, asyncio.get_running_loop().create_future())
             queue.commands.append(command)
         self._kick(charger_id)
+
+    def _remember(self, command_id: str) -> None:
+        if self._shared:
+            self._finished[command_id] = None
+            while len(self._finished) > FINISHED_KEPT:
+                self._finished.popitem(last=False)
 
     async def on_command_stored(self, message: dict[str, Any]) -> None:
         await self.pull(str(message.get("c")))
