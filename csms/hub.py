@@ -581,8 +581,7 @@ class ChargerHub:
                     await self.cluster.release(charger_id, fence)
 
         await asyncio.gather(*(recover(charger_id, fence) for charger_id, fence in leftovers))
-        ids = leftovers
-        return len(ids)
+        return len(leftovers)
 
     # -- registration (admin API) -----------------------------------------------------------
 

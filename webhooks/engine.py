@@ -235,17 +235,7 @@ class Engine:
             await ledger.reserve_ids(0, above=max((r.id for r in [*pending, *known]), default=0))
             for g in grants:
                 ledger.hold(g.partition, g.token, g.cursor)
-            self.scheduler.add(
-                Pending(
-                    delivery_id=row.id,
-                    endpoint_id=row.endpoint_id,
-                    charger_id=row.charger_id,
-                    event_pos=row.event_pos,
-                    attempts=row.attempts,
-                    next_at=row.next_attempt_at,
-                )
-                for row in pending
-            )
+            self.scheduler.add(_pending(row) for row in pending)
             self.fanout.remember(known)
             if ledger.fanned_to < 0:
                 # Starting: the fan-out reads the log from the lowest cursor on.
@@ -377,16 +367,7 @@ class Engine:
                         for r in fresh
                     ]
                 )
-                self.scheduler.add(
-                    Pending(
-                        delivery_id=r.id,
-                        endpoint_id=r.endpoint_id,
-                        charger_id=r.charger_id,
-                        event_pos=r.event_pos,
-                        next_at=r.next_attempt_at,
-                    )
-                    for r in fresh
-                )
+                self.scheduler.add(_pending(r) for r in fresh)
             self.wake()
 
     async def replay(
@@ -510,3 +491,15 @@ class Engine:
             await self.ledger.write(
                 tables.prune(cutoff=plan.cutoff, max_event_pos=plan.max_event_pos, batch=plan.batch)
             )
+
+
+def _pending(row: tables.DeliveryRow) -> Pending:
+    """A stored delivery queued again (taken over, or handed off by another node)."""
+    return Pending(
+        delivery_id=row.id,
+        endpoint_id=row.endpoint_id,
+        charger_id=row.charger_id,
+        event_pos=row.event_pos,
+        attempts=row.attempts,
+        next_at=row.next_attempt_at,
+    )
