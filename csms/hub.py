@@ -37,6 +37,7 @@ from csms.protocol.state import (
     Lookups,
 )
 from csms.protocol.timefmt import format_timestamp
+from csms.turns import Turns
 from storage.records import ChargerRegistration, Delete, Event, UnitOfWork
 from storage.store import SequenceTaken, Store, StoreUnavailable
 
@@ -55,6 +56,25 @@ STORE_AWAY = Reject(
     error_code=ErrorCode.INTERNAL_ERROR,
     description="the central system cannot store this message now; send it again later",
 )
+
+
+INTERNAL_ERROR = Reject(
+    error_code=ErrorCode.INTERNAL_ERROR,
+    description="the central system could not process this message",
+)
+
+
+def _reply_of(charger_id: str, call: Call, task: asyncio.Future[Any]) -> Any:
+    """What a finished ``handle_call`` task answers: its reply, else an InternalError."""
+    if not task.cancelled() and task.exception() is None:
+        return task.result()
+    log.error(
+        "%s: failed to handle %s",
+        charger_id,
+        call.action,
+        exc_info=None if task.cancelled() else task.exception(),
+    )
+    return INTERNAL_ERROR
 
 
 class NotHeld(Exception):
@@ -76,7 +96,7 @@ class Connection(Protocol):
 @dataclass(slots=True, eq=False)
 class ChargerRuntime:
     charger_id: str
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: Turns = field(default_factory=Turns)
     snapshot: ChargerSnapshot | None = None  # None until (again) loaded from the store
     connection: Connection | None = None  # the live socket, newest wins
     # The snapshot before a commit that failed: what it holds in memory only goes into the
@@ -260,6 +280,64 @@ class ChargerHub:
         except StoreUnavailable as exc:
             log.warning("%s: %s answered InternalError: %s", charger_id, call.action, exc)
             return STORE_AWAY
+
+    def answer_now(self, charger_id: str, call: Call, reply_to: Callable[[Any], None]) -> bool:
+        """Answer a CALL without a task, if nothing has to be awaited first: the charger's
+        snapshot is in memory, its turn is free, the core needs nothing from the store, and
+        (on a cluster) this node holds the charger. Then the CALL is handled now, its unit
+        goes to the group commit, and ``reply_to`` gets what ``handle_call`` would have
+        returned once the unit is durable (or failed). False: nothing was done; await
+        ``handle_call`` instead.
+
+        Why: a task, a shielded future and the lock's await cost more per MeterValues than
+        the core's own work; most CALLs of a connected charger need none of them.
+        """
+        runtime = self._runtimes.get(charger_id)
+        if runtime is None or runtime.snapshot is None:
+            return False
+        if self.cluster.shared and not runtime.held:
+            return False
+        if call.action == "StartTransaction" and not self.ids.at_hand():
+            return False
+        before = runtime.snapshot
+        if core.lookups_needed(before, call) or not runtime.lock.try_take():
+            return False
+        try:
+            now = self.clock()
+            outcome = core.handle(
+                before, call, Lookups(), now=now, ids=self.ids, settings=self.settings
+            )
+            after, unit = core.finish(before, outcome, stamp=format_timestamp(now), ids=self.ids)
+            if self.tracing:
+                unit.put(*self._trace(charger_id, call, outcome))
+            written = self.store.submit(unit)
+        except BaseException:
+            runtime.lock.give_back()
+            raise
+
+        def settled(future: asyncio.Future[None]) -> None:
+            error = None if future.cancelled() else future.exception()
+            if future.cancelled() or error is not None:
+                self._drop(runtime, before)
+            else:
+                runtime.snapshot = after
+            runtime.lock.give_back()
+            if future.cancelled() or isinstance(error, SequenceTaken):
+                # Another node wrote the charger meanwhile: compute it again from the store.
+                task = asyncio.ensure_future(self.handle_call(charger_id, call))
+                task.add_done_callback(lambda done: reply_to(_reply_of(charger_id, call, done)))
+                return
+            if isinstance(error, StoreUnavailable):
+                log.warning("%s: %s answered InternalError: %s", charger_id, call.action, error)
+                reply_to(STORE_AWAY)
+            elif error is not None:
+                log.error("%s: failed to handle %s", charger_id, call.action, exc_info=error)
+                reply_to(INTERNAL_ERROR)
+            else:
+                reply_to(outcome.reply)
+
+        written.add_done_callback(settled)
+        return True
 
     async def _handle_call(self, charger_id: str, call: Call) -> Any:
         runtime = self.runtime(charger_id)

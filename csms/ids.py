@@ -40,6 +40,12 @@ class IdSource:
             return  # another caller refilled meanwhile: keep its block, waste this one
         self._last_transaction_id, self._block_end = end - BLOCK, end
 
+    def at_hand(self) -> bool:
+        """Whether ``transaction_id()`` can be called now, without awaiting ``ready()``."""
+        if self._take_block is None or self._block_end is None:
+            return True
+        return self._block_end - self._last_transaction_id >= LOW
+
     def transaction_id(self) -> int:
         if self._block_end is not None and self._last_transaction_id >= self._block_end:
             raise RuntimeError("no transaction id at hand: IdSource.ready() was not awaited")

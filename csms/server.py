@@ -36,7 +36,7 @@ from websockets.http11 import Request, Response
 
 from csms import handshake_security as security
 from csms.config import OcppSettings
-from csms.hub import ChargerHub
+from csms.hub import INTERNAL_ERROR, ChargerHub
 from csms.logs import set_log_context
 from csms.metrics import OK, Metrics
 from csms.passwords import VerifiedCache, verify_password
@@ -45,7 +45,6 @@ from csms.protocol.frames import (
     Call,
     CallError,
     CallResult,
-    ErrorCode,
     FrameError,
     encode_call_error,
     encode_call_result,
@@ -290,14 +289,15 @@ class OcppServer:
         received = perf_counter()
         frame = parse_frame(message)
         if isinstance(frame, Call):
+            answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             try:
-                reply = await self.hub.handle_call(session.charger_id, frame)
+                if self.hub.answer_now(session.charger_id, frame, answered.set_result):
+                    reply = await answered
+                else:
+                    reply = await self.hub.handle_call(session.charger_id, frame)
             except Exception:
                 log.exception("%s: failed to handle %s", session.charger_id, frame.action)
-                reply = Reject(
-                    error_code=ErrorCode.INTERNAL_ERROR,
-                    description="the central system could not process this message",
-                )
+                reply = INTERNAL_ERROR
             if isinstance(reply, Reject):
                 await session.send(
                     encode_call_error(

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from csms.protocol.timefmt import format_timestamp, parse_timestamp
+from csms.protocol.timefmt import canonical_timestamp
 
 __all__ = ["energy_register_wh", "normalise"]
 
@@ -142,8 +142,8 @@ def energy_register_wh(meter_value: list[dict[str, Any]]) -> float | None:
 def _timestamp(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    parsed = parse_timestamp(value)
-    return value if parsed is None else format_timestamp(parsed)
+    canonical = canonical_timestamp(value)
+    return value if canonical is None else canonical
 
 
 def _element_reading(sampled_values: Any) -> dict[str, float]:

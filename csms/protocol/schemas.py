@@ -41,7 +41,7 @@ from typing import Any
 import fastjsonschema
 
 from csms.protocol.frames import ErrorCode
-from csms.protocol.timefmt import parse_timestamp
+from csms.protocol.timefmt import canonical_timestamp
 
 __all__ = [
     "CENTRAL_SYSTEM_ACTIONS",
@@ -225,7 +225,7 @@ def _validate(action: str, name: str, payload: dict[str, Any]) -> Violation | No
 
 
 def _date_time(text: str) -> bool:
-    return parse_timestamp(text) is not None
+    return canonical_timestamp(text) is not None
 
 
 @cache

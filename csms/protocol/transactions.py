@@ -18,7 +18,7 @@ from csms.protocol.evolve import evolve
 from csms.protocol.meter import normalise
 from csms.protocol.outcome import Ctx, DomainEvent, Outcome, bad_value, is_int
 from csms.protocol.state import JSON, RECENT_DIGESTS, ChargerSnapshot, Lookups, RemoteStart
-from csms.protocol.timefmt import format_timestamp, parse_timestamp
+from csms.protocol.timefmt import canonical_timestamp, format_timestamp, parse_timestamp
 from storage.records import MeterSample, Record, Transaction, TransactionProgress, UnknownStop
 
 # StopTransaction.req reason when the charger leaves it out (OCPP 1.6, 6.52).
@@ -318,7 +318,7 @@ def _new_samples(
     digests: list[str] = []
     tx_ref = tx_id if is_int(tx_id) else None
     for element in meter_value:
-        stamp = parse_timestamp(element["timestamp"])
+        stamp = canonical_timestamp(element["timestamp"])
         if stamp is None:
             return None, []
         digest = _digest([connector_id, tx_ref, element])
@@ -333,7 +333,7 @@ def _new_samples(
                     charger_id=snap.charger_id,
                     connector_id=connector_id,
                     transaction_id=tx_ref,
-                    timestamp=format_timestamp(stamp),
+                    timestamp=stamp,
                     digest=digest,
                     sampled_value=element["sampledValue"],
                 ),
