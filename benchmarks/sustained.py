@@ -155,6 +155,8 @@ async def _probe(scale: Scale, rate: float) -> dict[str, Any]:
         "serverCpuUsPerCall": _per_call(load.server["cpuS"], res["calls"]),
         "client": {"cpuPct": res["clientCpuPct"]},
         "receiver": load.receiver,
+        # the load client and the receiver share the other core: near 100, it is the limit
+        "loadCorePct": round(res["clientCpuPct"] + (load.receiver or {}).get("cpuPct", 0.0), 1),
         "otherLoadPct": load.other_load,
         "errors": res["errors"],
     }
