@@ -299,6 +299,10 @@ def _probes_text(record: Record) -> str:
         busy = p.get("loadCorePct")
         # the load client and the receiver share one core: near 100% they may be the limit
         tail = f", load core {_fmt(busy, 0)}%" if busy is not None and busy >= 90 else ""
+        # other people's work on the server's core: the server got less than a core
+        other = _get(p, "otherLoadPct.cpu0")
+        if other is not None and other >= 10:
+            tail += f", others {_fmt(other, 0)}% of the server's core"
         parts.append(f"{_fmt(p.get('rate'), 0)} {mark} ({_fmt(_get(p, 'e2eMs.p99'), 0)} ms{tail})")
     return ", ".join(parts) or "-"
 
