@@ -30,7 +30,7 @@ STORES = {"chargehook-webhooks", "chargehook-webhooks-postgres"}  # backlog and 
 pytestmark = [
     pytest.mark.skipif(
         not os.environ.get("CHARGEHOOK_BENCH_SMOKE"),
-        reason="starts servers for ~40 s; set CHARGEHOOK_BENCH_SMOKE=1 to run",
+        reason="starts servers for ~1 min; set CHARGEHOOK_BENCH_SMOKE=1 to run",
     ),
     pytest.mark.timeout(180),
 ]
