@@ -1,6 +1,7 @@
-"""``python -m benchmarks [--quick] [--only ingest,latency,backlog,connections,cluster]
-[--runs 3] [--out DIR] [--variants baseline,chargehook-store,chargehook-webhooks,
-chargehook-postgres] [--lease-ttl S]``:
+"""``python -m benchmarks [--quick] [--only ingest,latency,sustained,backlog,outage,
+connections,cluster] [--runs 3] [--out DIR] [--variants baseline,chargehook-store,
+chargehook-webhooks,chargehook-postgres] [--lease-ttl S] [--sustained-seconds S]
+[--outage-events E] [--stores sqlite,postgres]``:
 run the measurements, print one JSON line per measurement and a Markdown table of the
 medians, and write both to ``DIR`` (``benchmarks/results/`` by default).
 
@@ -24,10 +25,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cluster, report, sections
+from benchmarks import cluster, outage, report, sections, sustained
 from benchmarks.procs import LOAD_CPU, pinning
 
-SECTIONS = ("ingest", "latency", "backlog", "connections", "cluster")
+SECTIONS = ("ingest", "latency", "sustained", "backlog", "outage", "connections", "cluster")
 VARIANTS = ("baseline", "chargehook-store", "chargehook-webhooks", "chargehook-postgres")
 CLUSTER_PARTS = ("ingest", "latency", "takeover")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -63,6 +64,38 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="cluster takeover: the killed node's chargers make their first reconnect try at"
         " a random moment in 0..S s after losing their socket (default 1)",
+    )
+    p.add_argument(
+        "--sustained-seconds",
+        type=float,
+        metavar="S",
+        help="sustained: the window of each probe (default 60; 5 with --quick)",
+    )
+    p.add_argument(
+        "--sustained-probes",
+        type=int,
+        metavar="K",
+        help="sustained: probes of the rate search per run, at most (default 4; 2 with --quick)",
+    )
+    p.add_argument(
+        "--outage-events",
+        type=int,
+        metavar="E",
+        help="outage: events pending for the endpoint that is down (default 1000000; 20000"
+        " with --quick)",
+    )
+    p.add_argument(
+        "--stores",
+        default=",".join(sections.STORES),
+        metavar="STORES",
+        help="backlog: the stores it runs on, comma-separated (default sqlite,postgres)",
+    )
+    p.add_argument(
+        "--outage-stores",
+        default="sqlite",
+        metavar="STORES",
+        help="outage: the stores it runs on, comma-separated (default sqlite; sqlite,postgres"
+        " adds PostgreSQL)",
     )
     p.add_argument(
         "--cluster",
@@ -104,6 +137,33 @@ def header(meta: dict[str, Any]) -> str:
     )
 
 
+async def _baseline_for_sustained(scale: sections.Scale) -> dict[str, Any]:
+    record = await sections.measure_ingest("baseline", scale.sustained_chargers, scale)
+    record["measuredFor"] = "sustained"
+    return record
+
+
+async def _sustained(
+    scale: sections.Scale, records: list[dict[str, Any]], run: int
+) -> dict[str, Any]:
+    """The sustained search from this run's baseline at the same N (measured just before)."""
+    base = next(
+        (
+            r
+            for r in reversed(records)
+            if r.get("section") == "ingest"
+            and r.get("variant") == "baseline"
+            and r.get("chargers") == scale.sustained_chargers
+            and r.get("run") == run
+            and r.get("callsPerSecond")
+        ),
+        None,
+    )
+    if base is None:
+        raise RuntimeError("no baseline calls/s in this run to start the search from")
+    return await sustained.measure_sustained(scale, base)
+
+
 async def _one(name: str, coro: Any, base: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     try:
@@ -138,6 +198,11 @@ async def run(args: argparse.Namespace) -> int:
     if not parts or any(x not in CLUSTER_PARTS for x in parts):
         print(f"--cluster takes {', '.join(CLUSTER_PARTS)}", file=sys.stderr)
         return 2
+    stores = [x.strip() for x in args.stores.split(",") if x.strip()]
+    outage_stores = [x.strip() for x in args.outage_stores.split(",") if x.strip()]
+    if any(x not in sections.STORES for x in stores + outage_stores):
+        print(f"--stores and --outage-stores take {', '.join(sections.STORES)}", file=sys.stderr)
+        return 2
     if not 1 <= args.runs <= 20:
         print("--runs must be 1..20", file=sys.stderr)
         return 2
@@ -161,6 +226,21 @@ async def run(args: argparse.Namespace) -> int:
             print("--reconnect-spread must be 0..60 (seconds)", file=sys.stderr)
             return 2
         scale = dataclasses.replace(scale, reconnect_spread=args.reconnect_spread)
+    if args.sustained_seconds is not None:
+        if not 1 <= args.sustained_seconds <= 600:
+            print("--sustained-seconds must be 1..600", file=sys.stderr)
+            return 2
+        scale = dataclasses.replace(scale, sustained_seconds=args.sustained_seconds)
+    if args.sustained_probes is not None:
+        if not 1 <= args.sustained_probes <= 12:
+            print("--sustained-probes must be 1..12", file=sys.stderr)
+            return 2
+        scale = dataclasses.replace(scale, sustained_probes=args.sustained_probes)
+    if args.outage_events is not None:
+        if not 1_000 <= args.outage_events <= 5_000_000:
+            print("--outage-events must be 1000..5000000", file=sys.stderr)
+            return 2
+        scale = dataclasses.replace(scale, outage_events=args.outage_events)
     out = _out_dir(args.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     jsonl = out / f"bench-{stamp}.jsonl"
@@ -198,13 +278,34 @@ async def run(args: argparse.Namespace) -> int:
                     "chargers": scale.latency_chargers,
                 }
                 jobs.append(("latency", base, lambda: sections.measure_latency(scale)))
+            if "sustained" in only:
+                sn = scale.sustained_chargers
+                if not (
+                    "ingest" in only and "baseline" in variants and sn in scale.ingest_chargers
+                ):
+                    # the search starts from this run's baseline calls/s: measure it
+                    base = {"section": "ingest", "variant": "baseline", "chargers": sn}
+                    jobs.append(("ingest", base, lambda: _baseline_for_sustained(scale)))
+                base = {"section": "sustained", "variant": "chargehook-webhooks", "chargers": sn}
+                jobs.append(("sustained", base, lambda r=r: _sustained(scale, records, r)))
             if "backlog" in only:
-                base = {
-                    "section": "backlog",
-                    "variant": "chargehook-webhooks",
-                    "chargers": scale.backlog_chargers,
-                }
-                jobs.append(("backlog", base, lambda: sections.measure_backlog(scale)))
+                for store in stores:
+                    base = {
+                        "section": "backlog",
+                        "variant": sections.webhooks_variant(store),
+                        "chargers": scale.backlog_chargers,
+                    }
+                    jobs.append(
+                        ("backlog", base, lambda st=store: sections.measure_backlog(scale, st))
+                    )
+            if "outage" in only:
+                for store in outage_stores:
+                    base = {
+                        "section": "outage",
+                        "variant": sections.webhooks_variant(store),
+                        "chargers": scale.outage_chargers,
+                    }
+                    jobs.append(("outage", base, lambda st=store: outage.measure_outage(scale, st)))
             if "connections" in only:
                 base = {
                     "section": "connections",

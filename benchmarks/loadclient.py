@@ -15,7 +15,9 @@ Modes (``mode`` in the options):
 - ``open``: the same chargers, but MeterValues are scheduled at ``rate`` per second over all
   of them (each charger every N/rate s, random phase). A call due while the last is still
   out waits for it (one in flight); latency is counted from the scheduled time, so queueing
-  in the server shows.
+  in the server shows. With ``stampScheduled`` the meterValue timestamp is the scheduled
+  moment too (wall clock), not the send: the receiver's end-to-end latency then includes a
+  call that waited behind a slow answer (the sustained section).
 - ``generate``: closed loop until ``target`` MeterValues have been answered in total (or
   ``max_time``), to fill a webhook backlog.
 - ``idle``: each charger connects and boots, then sends Heartbeat at the interval the CSMS
@@ -132,6 +134,9 @@ class Run:
         self.sent_mv = 0  # generate mode: MeterValues sent in total
         self.answered_mv = 0
         self.target: int = int(options.get("target", 0))
+        # open mode, stampScheduled: meterValue timestamps are the scheduled moments
+        self.stamp_scheduled = bool(options.get("stampScheduled"))
+        self.wall_offset = time.time() - self.loop.time()
         self.stopping = False
         self.scheduled_in_window = 0  # open mode
         # idle mode
@@ -355,6 +360,8 @@ class Charger:
         run = self.run
         self.energy += 1
         now = time.time()
+        if scheduled and run.stamp_scheduled:
+            now = min(now, scheduled + run.wall_offset)
         payload: dict[str, Any] = {
             "connectorId": 1,
             "meterValue": [

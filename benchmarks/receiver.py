@@ -6,7 +6,9 @@ charger's ``sequence`` (order and gaps per charger), the arrival time, and for
 ``transaction.updated`` the end-to-end latency = arrival wall time - the meterValue
 timestamp the load client wrote just before sending the MeterValues (same machine, same
 clock). ``GET /stats?from=WALL&to=WALL`` answers the counts, with latency percentiles over
-the events sent inside [from, to). It prints ``receiver: listening PORT`` when ready.
+the events sent inside [from, to) (``&arrivedBy=WALL``: also how many of those had arrived
+by then; ``?lite`` leaves the latency out, for frequent polls of a big backlog). It prints
+``receiver: listening PORT`` when ready.
 
 With ``--post-log`` it also keeps one entry per POST, duplicates included: arrival, the
 sender's TCP port (which node posted it, for the cluster section), charger, sequence, type,
@@ -142,13 +144,34 @@ class Recorder:
             self._ts_cache[head] = base
         return base + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
-    def stats(self, t_from: float | None, t_to: float | None) -> dict[str, Any]:
-        lat = [
-            lat
-            for sent, lat in zip(self.sent, self.latency, strict=True)
-            if (t_from is None or sent >= t_from) and (t_to is None or sent < t_to)
-        ]
-        lat.sort()
+    def stats(
+        self,
+        t_from: float | None,
+        t_to: float | None,
+        *,
+        lite: bool = False,
+        arrived_by: float | None = None,
+    ) -> dict[str, Any]:
+        """``lite``: no latency figures (a poll while a million events arrive must not take
+        the receiver's core); ``arrived_by``: also count the window's events that had
+        arrived by then (what was still pending at that moment)."""
+        lat: list[float] = []
+        if not lite:
+            lat = [
+                lat
+                for sent, lat in zip(self.sent, self.latency, strict=True)
+                if (t_from is None or sent >= t_from) and (t_to is None or sent < t_to)
+            ]
+            lat.sort()
+        by = None
+        if arrived_by is not None and not lite:
+            by = sum(
+                1
+                for sent, lat in zip(self.sent, self.latency, strict=True)
+                if (t_from is None or sent >= t_from)
+                and (t_to is None or sent < t_to)
+                and sent + lat <= arrived_by
+            )
 
         def q(p: float) -> float:
             if not lat:
@@ -203,6 +226,7 @@ class Recorder:
             "lastArrival": self.last_arrival,
             "startedWall": self.started_wall,
             "arrivedInWindow": in_window,
+            "e2eArrivedBy": by,
             "e2eCount": len(lat),
             "e2eMs": {"p50": q(50), "p90": q(90), "p99": q(99), "max": q(100)},
             "cpuS": round(_cpu(), 3),
@@ -225,7 +249,8 @@ def make_app(rec: Recorder) -> web.Application:
         q = request.query
         t_from = float(q["from"]) if "from" in q else None
         t_to = float(q["to"]) if "to" in q else None
-        return web.json_response(rec.stats(t_from, t_to))
+        by = float(q["arrivedBy"]) if "arrivedBy" in q else None
+        return web.json_response(rec.stats(t_from, t_to, lite="lite" in q, arrived_by=by))
 
     app = web.Application(client_max_size=1 << 20)
     app.router.add_post("/hook", hook)

@@ -69,6 +69,15 @@ class Scale:
     takeover_after: float = 3.0  # s into the window when a node is killed
     takeover_hold: float = 12.0  # s the load goes on after the kill
     reconnect_spread: float = 1.0  # s: a failed-over charger's first try, random in 0..this
+    sustained_chargers: int = 1000
+    sustained_seconds: float = 60.0  # the window of each probe
+    sustained_probes: int = 4  # at most, per run
+    sustained_catch_up: float = 30.0  # s after a probe's load for its last events to arrive
+    outage_events: int = 1_000_000  # pending for the endpoint that is down
+    outage_chargers: int = 1000
+    outage_pileup_max: float = 600.0  # s: the pile-up stops there, whatever it reached
+    outage_drain_max: float = 600.0  # s: the drain is waited for this long at most
+    outage_rss_cap_mb: float = 4096.0  # the pile-up stops if the server gets this big
 
 
 FULL = Scale()
@@ -90,6 +99,14 @@ QUICK = Scale(
     cluster_lease_ttl=1.0,
     takeover_after=1.0,
     takeover_hold=5.0,
+    sustained_chargers=50,
+    sustained_seconds=5.0,
+    sustained_probes=2,
+    sustained_catch_up=10.0,
+    outage_events=20_000,
+    outage_chargers=50,
+    outage_pileup_max=60.0,
+    outage_drain_max=60.0,
 )
 
 
@@ -242,10 +259,22 @@ async def register_webhook(api_port: int, receiver_port: int) -> str:
     return str(data["data"]["id"])
 
 
-async def receiver_stats(port: int, t_from: float | None = None, t_to: float | None = None) -> Any:
-    query = ""
+async def receiver_stats(
+    port: int,
+    t_from: float | None = None,
+    t_to: float | None = None,
+    *,
+    lite: bool = False,
+    arrived_by: float | None = None,
+) -> Any:
+    params = []
     if t_from is not None and t_to is not None:
-        query = f"?from={t_from}&to={t_to}"
+        params.append(f"from={t_from}&to={t_to}")
+    if arrived_by is not None:
+        params.append(f"arrivedBy={arrived_by}")
+    if lite:
+        params.append("lite=1")
+    query = "?" + "&".join(params) if params else ""
     timeout = aiohttp.ClientTimeout(total=30)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
@@ -254,13 +283,16 @@ async def receiver_stats(port: int, t_from: float | None = None, t_to: float | N
         return await resp.json()
 
 
-async def wait_delivered(port: int, chargers: int, timeout: float, quiet: float = 5.0) -> Any:
+async def wait_delivered(
+    port: int, chargers: int, timeout: float, quiet: float = 5.0, *, every: float = 0.25
+) -> Any:
     """Poll the receiver until every charger's stream ended with charger.disconnected (all
-    delivered), or nothing arrived for ``quiet`` s after the load, or ``timeout``."""
+    delivered), or nothing arrived for ``quiet`` s after the load, or ``timeout``. The polls
+    leave the latency figures out (ask for them afterwards)."""
     deadline = time.monotonic() + timeout
     last_count, last_change = -1, time.monotonic()
     while True:
-        stats = await receiver_stats(port)
+        stats = await receiver_stats(port, lite=True)
         if stats["chargersComplete"] >= chargers:
             return stats
         now = time.monotonic()
@@ -270,7 +302,7 @@ async def wait_delivered(port: int, chargers: int, timeout: float, quiet: float 
             return stats
         if now > deadline:
             return stats
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(every)
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -547,27 +579,67 @@ async def measure_latency(scale: Scale) -> dict[str, Any]:
 BACKLOG_RETRY = ["2s"] * 150  # covers 300 s of receiver down time without giving up
 
 
-async def measure_backlog(scale: Scale) -> dict[str, Any]:
+STORES = ("sqlite", "postgres")
+PER_CHARGER_EVENTS = 8  # connected, boot, 2 x status, started, stopped, disconnected, +1
+
+
+def webhooks_variant(store: str) -> str:
+    """The variant name of a webhook section on ``store``."""
+    return "chargehook-webhooks" if store == "sqlite" else "chargehook-webhooks-postgres"
+
+
+async def on_store(store: str, measure: Any) -> dict[str, Any]:
+    """``measure(db)`` with ``db`` None on SQLite, or a fresh PostgreSQL database (dropped
+    afterwards, whatever happened; skipped when no server answers)."""
+    if store == "sqlite":
+        return dict(await measure(None))
+    try:
+        async with pg.database() as db:
+            return dict(await measure(db))
+    except pg.Unavailable as exc:
+        raise Skipped(str(exc)) from None
+
+
+def _on_pg_words(db: pg.Database | None) -> str:
+    if db is None:
+        return ""
+    return (
+        f"; storage.url = PostgreSQL ({pg.redact(pg.ADMIN_URL).rsplit('/', 1)[0]}, a fresh"
+        " database), the PostgreSQL server unpinned"
+    )
+
+
+async def measure_backlog(scale: Scale, store: str = "sqlite") -> dict[str, Any]:
+    return await on_store(store, lambda db: _measure_backlog(scale, db))
+
+
+async def _measure_backlog(scale: Scale, db: pg.Database | None) -> dict[str, Any]:
     n = scale.backlog_chargers
-    per_charger_overhead = 8  # connected, boot, 2 x status, started, stopped, disconnected, +1
-    target = max(n, scale.backlog_events - per_charger_overhead * n)
+    target = max(n, scale.backlog_events - PER_CHARGER_EVENTS * n)
     record: dict[str, Any] = {
         "section": "backlog",
-        "variant": "chargehook-webhooks",
+        "variant": webhooks_variant("sqlite" if db is None else "postgres"),
         "chargers": n,
         "workload": (
             f"receiver down (port closed); {n} chargers run a transaction with MeterValues in a"
             f" closed loop until about {scale.backlog_events} events exist, then disconnect;"
             " then the receiver starts. retry_schedule = 150 x 2s so nothing is given up"
-            " while it is down"
+            " while it is down" + _on_pg_words(db)
         ),
         "counted": "unique events received; rate = events / (last arrival - receiver up);"
         " order kept = no charger's sequence ever went back; missing = events of streams that"
         " ended (charger.disconnected) that never arrived",
     }
+    if db is not None:
+        record["postgresDatabase"] = db.name
     with _workdir() as workdir:
         async with ProcGroup() as group:
-            server = await start_chargehook(group, workdir, retry_schedule=BACKLOG_RETRY)
+            server = await start_chargehook(
+                group,
+                workdir,
+                retry_schedule=BACKLOG_RETRY,
+                storage_url=db.url if db is not None else None,
+            )
             assert server.api_port is not None
             port = free_port()
             await register_webhook(server.api_port, port)
@@ -588,12 +660,15 @@ async def measure_backlog(scale: Scale) -> dict[str, Any]:
             generate_s = time.monotonic() - t_gen
             await asyncio.sleep(1.0)
             s0 = sample(server.proc.pid)
+            p0 = pg.cpu(db) if db is not None else None
             receiver, _ = await start_receiver(group, workdir, port)
             r0 = sample(receiver.pid)
             up = time.time()
             stats = await wait_delivered(port, n, scale.drain_timeout * 3, quiet=15.0)
             s1 = sample(server.proc.pid)
             r1 = sample(receiver.pid)
+            if db is not None and p0 is not None:
+                record["postgres"] = pg.cpu_usage(p0, pg.cpu(db), s1.at - s0.at)
             total = stats["received"]
             span_up = stats["lastArrival"] - up if total else 0.0
             span_first = stats["lastArrival"] - stats["firstArrival"] if total else 0.0
