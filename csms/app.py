@@ -254,6 +254,7 @@ def delivery_config(
         disable_after=settings.disable_after,
         retention=settings.retention,
         max_in_flight=settings.max_in_flight,
+        pending_in_memory=settings.pending_in_memory,
         secret_key_file=settings.secret_key_file or None,
     )
 

@@ -69,6 +69,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._observers: list[Callable[[Dispatch, AttemptResult, Decision], None]] = []
         self._attempt_observers: list[Callable[[str, bool, float], None]] = []
+        self.on_hungry: Callable[[], None] = lambda: None  # spilled streams want their next window
 
     def wake(self) -> None:
         self._wake.set()
@@ -127,6 +128,8 @@ class Dispatcher:
     async def run(self) -> None:
         scheduler = self._scheduler
         while True:
+            if scheduler.hungry:
+                self.on_hungry()
             batch = scheduler.due(self.clock())
             if batch:
                 self._dispatch(batch)
