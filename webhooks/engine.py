@@ -203,6 +203,12 @@ class Engine:
     def wake(self) -> None:
         self.dispatcher.wake()
 
+    def defer_to(self, host_cpu: Callable[[], float]) -> None:
+        """Charger answers first (webhooks/governor.py): while the thread whose CPU time
+        ``host_cpu`` reads saturates the server, delivery keeps a quarter of it. Call on
+        this engine's loop."""
+        self.dispatcher.governor.defer_to(host_cpu)
+
     async def settled(self) -> None:
         """Everything recorded so far is durable, cursors included."""
         await self.ledger.settled()

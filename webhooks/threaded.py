@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -65,7 +66,9 @@ class ThreadedWebhookService:
     async def start(
         cls, main_store: Store, config: DeliveryConfig, catalog: Catalog
     ) -> ThreadedWebhookService:
-        """The service on its own loop, with ``main_store.open_sibling()`` as its store."""
+        """The service on its own loop, with ``main_store.open_sibling()`` as its store.
+        Delivery gives way to the caller's thread (the CSMS loop: charger answers first)."""
+        host_clock = time.pthread_getcpuclockid(threading.get_ident())
         loop = _new_loop()
         thread = threading.Thread(target=loop.run_forever, name="webhooks", daemon=True)
         thread.start()
@@ -75,6 +78,7 @@ class ThreadedWebhookService:
             try:
                 service = await WebhookService.start(store, config, catalog)
                 store.add_commit_listener(service.notify)  # its own events (webhook.disabled)
+                service.engine.defer_to(lambda: time.clock_gettime(host_clock))
                 return store, service
             except BaseException:
                 await store.close()
