@@ -122,20 +122,21 @@ def test_memory_cap_leaves_each_stream_its_floor():
     assert sorted(posted) == list(range(1, 45))
 
 
-def test_refills_respect_the_cap():
+def test_spilled_streams_are_read_back_up_to_an_even_share_of_the_cap():
     s, store = make(window=10, cap=12, floor=2), Store()
     for charger in ("CP-1", "CP-2"):
         for i in range(1, 21):
             store.add(s, i + (100 if charger == "CP-2" else 0), charger)
-    # CP-1 holds its window (10), CP-2 its floor (2): memory is at the cap, so CP-2, though
-    # hungry, is not read until CP-1 drains.
-    assert s.in_memory == 12 and s.hungry and s.refills() == []
-    for _ in range(8):
+    # CP-1 filled its window (10) before the cap, CP-2 kept its floor (2); each may hold an
+    # even share (6) once read back: CP-2 is read now, CP-1 when 3 are left.
+    assert s.in_memory == 12
+    [ask] = s.refills()
+    assert ask.key == ("wh_a", "CP-2") and ask.limit == 4
+    for _ in range(7):
         [d] = [x for x in s.due(0.0) if x.charger_id == "CP-1"]
         s.record(Outcome(delivery_id=d.delivery_id, status_code=200), 0.0)
-    assert s.in_memory == 4
-    asks = s.refills()
-    assert asks and sum(a.limit for a in asks) == 8  # the room under the cap, no more
+    [ask] = s.refills()
+    assert ask.key == ("wh_a", "CP-1") and ask.limit == 3
 
 
 def test_start_queues_stored_streams_by_count_and_reads_them_by_id():

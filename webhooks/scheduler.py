@@ -8,15 +8,15 @@ the caller; jitter comes from an injected random source. The engine persists wha
 decides; on restart it rebuilds the scheduler from the pending rows.
 
 Paging: a long receiver outage must cost disk, not memory. A stream keeps at most
-``Policy.window`` deliveries in memory, and all streams together ``Policy.memory_cap`` (each
-may still keep ``Policy.floor``, so that no stream starves behind others). What does not
-fit waits in the store only: the stream is *spilled*, it counts those (``stored``) and knows
-that every pending delivery of it up to ``loaded_to`` (by id) is in memory, the rest in the
-store. A spilled stream takes nothing new into memory (new deliveries are written as rows and
-counted), and when its queue runs low it asks for the next window (``refills``): the
-deliveries with ids above ``loaded_to``, in id order, which the engine reads from the store
-and hands back (``refilled``). Order holds because memory always holds a prefix of the
-stream by id.
+``Policy.window`` deliveries in memory, and all streams together about ``Policy.memory_cap``
+(each may still keep ``Policy.floor``, so that no stream starves behind others; a spilled
+stream is read back up to an even share of the cap). What does not fit waits in the store
+only: the stream is *spilled*, it counts those (``stored``) and knows that every pending
+delivery of it up to ``loaded_to`` (by id) is in memory, the rest in the store. A spilled
+stream takes nothing new into memory (new deliveries are written as rows and counted), and
+when its queue runs low it asks for the next window (``refills``): the deliveries with ids
+above ``loaded_to``, in id order, which the engine reads from the store and hands back
+(``refilled``). Order holds because memory always holds a prefix of the stream by id.
 """
 
 from __future__ import annotations
@@ -185,6 +185,7 @@ class Scheduler:
         self._in_memory = 0  # deliveries in the queues, in flight included
         self._stored = 0  # deliveries of spilled streams waiting in the store only
         self._hungry: set[StreamKey] = set()  # spilled streams whose queue runs low
+        self._spilled = 0  # streams with deliveries stored
         self._epochs = 0
 
     # -- endpoints -----------------------------------------------------------------------
@@ -220,8 +221,23 @@ class Scheduler:
 
     def _forget_stream(self, stream: _Stream) -> None:
         self._in_memory -= len(stream.queue)
-        self._stored -= stream.stored
+        self._set_stored(stream, 0)
         self._hungry.discard(stream.key)
+
+    def _set_stored(self, stream: _Stream, stored: int) -> None:
+        if stored and not stream.stored:
+            self._spilled += 1
+        elif stream.stored and not stored:
+            self._spilled -= 1
+        self._stored += stored - stream.stored
+        stream.stored = stored
+
+    def _fair(self) -> int:
+        """How many of its deliveries a spilled stream may hold in memory: an even share of
+        ``memory_cap`` among the spilled streams, at least ``floor``, at most ``window``."""
+        policy = self._policy
+        share = policy.memory_cap // max(1, self._spilled)
+        return min(policy.window, max(policy.floor, share))
 
     def is_active(self, endpoint_id: str) -> bool:
         state = self._endpoints.get(endpoint_id)
@@ -291,8 +307,7 @@ class Scheduler:
     def _spill(self, stream: _Stream) -> None:
         if stream.queue:
             stream.loaded_to = max(stream.loaded_to, stream.queue[-1].delivery_id)
-        stream.stored += 1
-        self._stored += 1
+        self._set_stored(stream, stream.stored + 1)
         self._check_hungry(stream)
 
     def add_stored(self, key: StreamKey, count: int) -> None:
@@ -306,12 +321,11 @@ class Scheduler:
             self._epochs += 1
             stream = self._streams[key] = _Stream(key=key, epoch=self._epochs)
             state.streams.add(key)
-        stream.stored += count
-        self._stored += count
+        self._set_stored(stream, stream.stored + count)
         self._check_hungry(stream)
 
     def _check_hungry(self, stream: _Stream) -> None:
-        if stream.stored and not stream.reading and len(stream.queue) <= self._policy.window // 2:
+        if stream.stored and not stream.reading and len(stream.queue) <= self._fair() // 2:
             self._hungry.add(stream.key)
 
     # -- paging --------------------------------------------------------------------------
@@ -322,24 +336,17 @@ class Scheduler:
         return bool(self._hungry)
 
     def refills(self, most: int = 256) -> list[Refill]:
-        """The windows to read now (each stream marked as reading until ``refilled``): up to
-        ``window`` per stream while under ``memory_cap``, else up to ``floor``."""
-        policy = self._policy
-        budget = policy.memory_cap - self._in_memory
+        """The windows to read now (each stream marked as reading until ``refilled``): a
+        spilled stream is read when half its share of memory (``_fair``) is left, up to it."""
+        fair = self._fair()
         out: list[Refill] = []
-        for key in list(self._hungry):
-            if len(out) >= most:
-                break
-            stream = self._streams[key]
-            size = len(stream.queue)
-            limit = policy.window - size
-            if limit > budget:
-                limit = max(budget, policy.floor - size)
-            if limit <= 0:
-                continue  # memory is full: its turn comes as others drain
+        for key in list(self._hungry)[:most]:
             self._hungry.discard(key)
+            stream = self._streams[key]
+            limit = fair - len(stream.queue)
+            if limit <= 0:
+                continue  # the share grew meanwhile (fewer streams spilled): not hungry now
             stream.reading = True
-            budget -= limit
             out.append(Refill(key=key, after=stream.loaded_to, limit=limit, epoch=stream.epoch))
         return out
 
@@ -368,9 +375,7 @@ class Scheduler:
             stream.loaded_to = row.delivery_id
             taken += 1
         self._in_memory += taken
-        left = 0 if len(rows) < ask.limit else max(1, stream.stored - taken)
-        self._stored += left - stream.stored
-        stream.stored = left
+        self._set_stored(stream, 0 if len(rows) < ask.limit else max(1, stream.stored - taken))
         if queue:
             if was_empty and not stream.in_flight:
                 self._push(stream)
