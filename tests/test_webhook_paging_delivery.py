@@ -32,13 +32,17 @@ async def test_a_backlog_over_the_window_waits_in_the_store_and_comes_in_order(s
         webhook_service(store_url, PAGED) as (store, service),
     ):
         scheduler = service.engine.scheduler
-        await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        endpoint = await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
         source = EventSource(store)
         for _ in range(PER_CHARGER):
             for charger in CHARGERS:
                 await source.emit(charger)
         await settled(service, lambda: scheduler.pending == len(CHARGERS) * PER_CHARGER)
         assert scheduler.in_memory <= len(CHARGERS) * 4
+        # What the pending gauges show counts the stored ones; the oldest is a head in memory.
+        count, oldest = service.engine.pending_snapshot()[endpoint.id]
+        first = await store.fetch_one("SELECT MIN(pos) FROM events")
+        assert count == len(CHARGERS) * PER_CHARGER and first is not None and oldest == first[0]
         assert scheduler.stored >= len(CHARGERS) * (PER_CHARGER - 4)
         rows = await store.fetch_one(
             "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'"
