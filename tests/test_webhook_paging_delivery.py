@@ -8,6 +8,7 @@ import dataclasses
 
 from tests.conftest import wait_for
 from tests.test_webhook_support import FAST, EventSource, receiver, settled, webhook_service
+from webhooks import DeliveryConfig
 
 CHARGERS = ("CP-1", "CP-2", "CP-3")
 PER_CHARGER = 25
@@ -120,3 +121,40 @@ async def test_memory_cap_spills_every_stream_beyond_its_floor(store_url):
         healthy = True
         await rec.wait_for(lambda: len(rec.delivered()) == len(CHARGERS) * PER_CHARGER, 30)
         assert_in_order(rec.delivered(), PER_CHARGER)
+
+
+async def test_a_spilled_backlog_moves_to_the_node_that_takes_over_in_order(pg_url):
+    """PostgreSQL, two nodes: A holds every partition with most of each stream in the store
+    only, and dies; B takes the partitions over, counts the stored rows per stream and reads
+    them back by window: in order, none lost, events made after the death behind them."""
+    from tests.test_webhook_leases import TTL, held, in_order, until
+    from webhooks.partitions import PARTITIONS
+
+    healthy = False
+
+    async def outage(envelope, nth):
+        return (200, {}) if healthy else (503, {})
+
+    def node(name: str) -> DeliveryConfig:
+        return dataclasses.replace(PAGED, node_id=name, lease_ttl=TTL, retention=0)
+
+    async with receiver(outage) as rec, webhook_service(pg_url, node("A")) as (store_a, a):
+        await a.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+        source = EventSource(store_a)
+        for _ in range(PER_CHARGER):
+            for charger in CHARGERS:
+                await source.emit(charger)
+        scheduler = a.engine.scheduler
+        await settled(a, lambda: scheduler.stored >= len(CHARGERS) * (PER_CHARGER - 4))
+        async with webhook_service(pg_url, node("B")) as (store_b, b):
+            await a.halt()
+            source.store = store_b
+            for charger in CHARGERS:
+                await source.emit(charger, 2)
+            await until(lambda: held(b) == PARTITIONS, timeout=8 * TTL)
+            taken = b.engine.scheduler
+            assert taken.stored > 0 and taken.in_memory <= len(CHARGERS) * 4  # paged there too
+            healthy = True
+            total = len(CHARGERS) * (PER_CHARGER + 2)
+            await rec.wait_for(lambda: len({e["id"] for e in rec.delivered()}) == total, 30)
+            in_order(rec, list(CHARGERS), PER_CHARGER + 2)
