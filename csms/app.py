@@ -134,6 +134,7 @@ class Csms:
         self.metrics = metrics = Metrics()
         metrics.count_connected(hub.connected_count)
         metrics.count_partitions(webhooks.partitions_held)
+        metrics.count_held_back(webhooks.held_back)
         store.add_commit_listener(metrics.on_commit)
         webhooks.add_commit_listener(metrics.on_other_commit)
         webhooks.add_attempt_observer(metrics.delivery)

@@ -188,6 +188,11 @@ class ThreadedWebhookService:
 
     # -- what cluster tests and metrics read -----------------------------------------------
 
+    def held_back(self) -> float:
+        """Seconds delivery held back for charger answers (webhooks/governor.py): a read
+        of one float."""
+        return self.service.engine.dispatcher.governor.held
+
     def partitions_held(self) -> int:
         """How many delivery partitions this node holds now (a plain read of a dict's size)."""
         return self.service.engine.ledger.held_count()
