@@ -60,6 +60,11 @@ class Governor:
         self._start = self._clock()
         self._marks = (host_cpu(), self._own_cpu(), self._process_cpu())
 
+    @property
+    def deferring(self) -> bool:
+        """Is there a host to give way to?"""
+        return self._host_cpu is not None
+
     def pause(self) -> float:
         """Seconds to wait before starting more POSTs (0: go on). Call on the delivery thread."""
         host_cpu = self._host_cpu

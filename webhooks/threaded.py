@@ -68,7 +68,7 @@ class ThreadedWebhookService:
     ) -> ThreadedWebhookService:
         """The service on its own loop, with ``main_store.open_sibling()`` as its store.
         Delivery gives way to the caller's thread (the CSMS loop: charger answers first)."""
-        host_clock = time.pthread_getcpuclockid(threading.get_ident())
+        host_cpu = _thread_cpu_clock(threading.get_ident())
         loop = _new_loop()
         thread = threading.Thread(target=loop.run_forever, name="webhooks", daemon=True)
         thread.start()
@@ -78,7 +78,8 @@ class ThreadedWebhookService:
             try:
                 service = await WebhookService.start(store, config, catalog)
                 store.add_commit_listener(service.notify)  # its own events (webhook.disabled)
-                service.engine.defer_to(lambda: time.clock_gettime(host_clock))
+                if host_cpu is not None:
+                    service.engine.defer_to(host_cpu)
                 return store, service
             except BaseException:
                 await store.close()
@@ -200,6 +201,17 @@ class ThreadedWebhookService:
     async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one of the service's coroutines on its loop; await its result here."""
         return await _await_in(self._loop, coro)
+
+
+def _thread_cpu_clock(thread_id: int) -> Callable[[], float] | None:
+    """A reader of that thread's CPU time, from any thread (None where the platform has no
+    per-thread CPU clocks: delivery then does not give way)."""
+    try:
+        clock = time.pthread_getcpuclockid(thread_id)
+        time.clock_gettime(clock)
+    except (AttributeError, OSError):
+        return None
+    return lambda: time.clock_gettime(clock)
 
 
 async def _await_in(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
