@@ -36,6 +36,7 @@ from webhooks.dispatch import Dispatcher
 from webhooks.endpoints import Endpoint
 from webhooks.envelope import envelope_body
 from webhooks.fanout import FanOut
+from webhooks.governor import Post
 from webhooks.leases import LeaseKeeper
 from webhooks.ledger import Ledger
 from webhooks.outcomes import DeliveryState, record, test_answer
@@ -203,11 +204,11 @@ class Engine:
     def wake(self) -> None:
         self.dispatcher.wake()
 
-    def defer_to(self, host_cpu: Callable[[], float]) -> None:
-        """Charger answers first (webhooks/governor.py): while the thread whose CPU time
-        ``host_cpu`` reads saturates the server, delivery keeps a quarter of it. Call on
-        this engine's loop."""
-        self.dispatcher.governor.defer_to(host_cpu)
+    def defer_to(self, host_cpu: Callable[[], float], post: Post) -> None:
+        """Charger answers first (webhooks/governor.py): while the loop that ``post`` runs
+        callbacks on (its thread's CPU time read by ``host_cpu``) is behind on a saturated
+        server, delivery keeps a quarter of it. Call on this engine's loop."""
+        self.dispatcher.governor.defer_to(host_cpu, post)
 
     async def settled(self) -> None:
         """Everything recorded so far is durable, cursors included."""

@@ -69,6 +69,7 @@ class ThreadedWebhookService:
         """The service on its own loop, with ``main_store.open_sibling()`` as its store.
         Delivery gives way to the caller's thread (the CSMS loop: charger answers first)."""
         host_cpu = _thread_cpu_clock(threading.get_ident())
+        host_loop = asyncio.get_running_loop()
         loop = _new_loop()
         thread = threading.Thread(target=loop.run_forever, name="webhooks", daemon=True)
         thread.start()
@@ -79,7 +80,7 @@ class ThreadedWebhookService:
                 service = await WebhookService.start(store, config, catalog)
                 store.add_commit_listener(service.notify)  # its own events (webhook.disabled)
                 if host_cpu is not None:
-                    service.engine.defer_to(host_cpu)
+                    service.engine.defer_to(host_cpu, host_loop.call_soon_threadsafe)
                 return store, service
             except BaseException:
                 await store.close()
