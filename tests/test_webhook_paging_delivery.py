@@ -4,6 +4,7 @@ boundaries and across a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from tests.conftest import wait_for
@@ -158,3 +159,45 @@ async def test_a_spilled_backlog_moves_to_the_node_that_takes_over_in_order(pg_u
             total = len(CHARGERS) * (PER_CHARGER + 2)
             await rec.wait_for(lambda: len({e["id"] for e in rec.delivered()}) == total, 30)
             in_order(rec, list(CHARGERS), PER_CHARGER + 2)
+
+
+async def test_what_waited_in_memory_is_written_when_its_stream_spills(store_url):
+    """A stream flowing through memory (its head posted, not answered: nothing written yet)
+    spills: the deliveries it held in memory only are written first, so that after a stop
+    they come back before the stored ones (a restart fans out again only what has no row,
+    with new ids: after the stored ones)."""
+    release = asyncio.Event()
+
+    async def hang(envelope, nth):
+        await release.wait()  # answers only once released (never in the first run)
+        return 200, {}
+
+    async with receiver(hang) as rec:
+        async with webhook_service(store_url, PAGED) as (store, service):
+            scheduler = service.engine.scheduler
+            await service.create_endpoint({"url": rec.url, "enabledEvents": ["*"]})
+            source = EventSource(store)
+            for _ in range(PER_CHARGER):
+                for charger in CHARGERS:
+                    await source.emit(charger)
+            await settled_on(lambda: scheduler.stored >= len(CHARGERS) * (PER_CHARGER - 4))
+        release.set()
+        async with webhook_service(store_url, PAGED) as (store, service):
+            total = len(CHARGERS) * PER_CHARGER
+            await rec.wait_for(lambda: len({e["id"] for e in rec.delivered()}) == total, 30)
+            firsts: list[dict] = []
+            seen: set[str] = set()
+            for envelope in rec.delivered():
+                if envelope["id"] not in seen:
+                    seen.add(envelope["id"])
+                    firsts.append(envelope)
+            assert_in_order(firsts, PER_CHARGER)
+
+
+async def settled_on(predicate) -> None:
+    """Poll the engine's state (no answer comes to wait on), bounded."""
+
+    async def holds() -> bool:
+        return predicate()
+
+    await wait_for(holds, timeout=10)
