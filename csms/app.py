@@ -134,6 +134,7 @@ class Csms:
         self.metrics = metrics = Metrics()
         metrics.count_connected(hub.connected_count)
         metrics.count_partitions(webhooks.partitions_held)
+        metrics.count_held_back(webhooks.held_back)
         store.add_commit_listener(metrics.on_commit)
         webhooks.add_commit_listener(metrics.on_other_commit)
         webhooks.add_attempt_observer(metrics.delivery)
@@ -254,6 +255,7 @@ def delivery_config(
         disable_after=settings.disable_after,
         retention=settings.retention,
         max_in_flight=settings.max_in_flight,
+        pending_in_memory=settings.pending_in_memory,
         secret_key_file=settings.secret_key_file or None,
     )
 

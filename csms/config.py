@@ -135,6 +135,9 @@ class WebhookSettings(_Section):
     disable_after: Duration = 86400.0
     retention: Duration = 7 * 86400.0
     max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 256
+    # Pending deliveries kept in memory at most (each stream keeps a few more); the rest wait
+    # in the database and are read back in windows: a long outage costs disk, not memory.
+    pending_in_memory: Annotated[int, Field(ge=1000, le=10_000_000)] = 100_000
     # Key that seals endpoint secrets at rest (created 0600 at first use); empty: beside the
     # database as "<db path>.webhook-key". Keep it out of database backups.
     secret_key_file: str = ""

@@ -75,6 +75,7 @@ class Metrics:
         self._other_events: dict[str, int] = {}  # ... stored by the webhook thread's store
         self._connected: Callable[[], int] = lambda: 0
         self._partitions: Callable[[], int] = lambda: 0
+        self._held_back: Callable[[], float] = lambda: 0.0
         self._pending: PendingSnapshot = {}
         self.commands = Counter(
             "chargehook_commands",
@@ -150,6 +151,10 @@ class Metrics:
         """The delivery partitions this node holds (all of them on SQLite: one node)."""
         self._partitions = held
 
+    def count_held_back(self, held_back: Callable[[], float]) -> None:
+        """Seconds delivery held back new requests so that charger answers came first."""
+        self._held_back = held_back
+
     def command(self, action: str, status: str) -> None:
         self.commands.labels(action, status).inc()
 
@@ -200,6 +205,12 @@ class _IngestCollector(Collector):
             "chargehook_webhook_partitions_owned",
             "Delivery partitions this node holds the lease of (it delivers their streams)",
             value=m._partitions(),
+        )
+        yield CounterMetricFamily(
+            "chargehook_webhook_held_back_seconds",
+            "Seconds webhook delivery started no new request because charger traffic"
+            " saturated the server (charger answers first; delivery keeps a quarter)",
+            value=m._held_back(),
         )
         calls = CounterMetricFamily(
             "chargehook_ocpp_calls",

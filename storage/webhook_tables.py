@@ -1,4 +1,4 @@
-"""SQL for the webhook tables (migrations 0002, 0009): statements to write, queries to read.
+"""SQL for the webhook tables (migrations 0002, 0009, 0010): statements to write, queries to read.
 
 Writes are ``Statement`` records, so the delivery engine's rows share the store's group
 commit with everything else; reads go through ``fetch_all``/``fetch_one`` on the reader.
@@ -561,10 +561,47 @@ async def load_endpoints(store: SqliteStore) -> list[EndpointRow]:
     return [_endpoint(r) for r in rows]
 
 
-async def load_pending(store: SqliteStore) -> list[DeliveryRow]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredStream:
+    """A (endpoint, charger) stream's pending rows: how many, and the highest id."""
+
+    endpoint_id: str
+    charger_id: str | None
+    count: int
+    max_id: int
+
+
+async def pending_streams(store: SqliteStore) -> list[StoredStream]:
+    """Every stream with pending rows (a start or a take-over queues them by count; their
+    rows are read in windows by ``stream_window``). Index ``webhook_deliveries_stream``."""
     rows = await store.fetch_all(
-        "SELECT * FROM webhook_deliveries WHERE status = 'pending' ORDER BY id"
+        "SELECT endpoint_id, charger_id, COUNT(*), MAX(id) FROM webhook_deliveries"
+        " WHERE status = 'pending' GROUP BY endpoint_id, charger_id"
     )
+    return [
+        StoredStream(endpoint_id=r[0], charger_id=r[1], count=int(r[2]), max_id=int(r[3]))
+        for r in rows
+    ]
+
+
+_WINDOW = (
+    "SELECT * FROM webhook_deliveries WHERE status = 'pending' AND endpoint_id = ?"
+    " AND charger_id {} AND id > ? ORDER BY id LIMIT ?"
+)
+_WINDOW_OF_CHARGER = _WINDOW.format("= ?")
+_WINDOW_OF_NONE = _WINDOW.format("IS NULL")
+
+
+async def stream_window(
+    store: SqliteStore, *, endpoint_id: str, charger_id: str | None, after: int, limit: int
+) -> list[DeliveryRow]:
+    """A stream's next pending rows by id (an index range scan of
+    ``webhook_deliveries_stream`` on both databases: no ``IS ?``, which PostgreSQL would not
+    match to the index)."""
+    if charger_id is None:
+        rows = await store.fetch_all(_WINDOW_OF_NONE, (endpoint_id, after, limit))
+    else:
+        rows = await store.fetch_all(_WINDOW_OF_CHARGER, (endpoint_id, charger_id, after, limit))
     return [_delivery(r) for r in rows]
 
 

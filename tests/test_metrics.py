@@ -102,6 +102,7 @@ async def test_ocpp_calls_events_commands_and_a_delivery_are_counted(csms: Csms,
     found = samples(text)
     assert value(found, "chargehook_chargers_connected") == 1
     assert value(found, "chargehook_webhook_partitions_owned") == 64  # alone: every one
+    assert ("chargehook_webhook_held_back_seconds_total", frozenset()) in found  # exported
     ok = "chargehook_ocpp_calls_total"
     assert value(found, ok, action="BootNotification", result="ok") == 1
     assert value(found, ok, action="StartTransaction", result="ok") == 1

@@ -60,6 +60,13 @@ async def test_every_webhook_route_works_across_the_thread(csms, api: Api) -> No
         assert (await api.get("/api/v1/webhooks"))["items"] == []
 
 
+async def test_delivery_gives_way_to_the_chargers_loop(csms) -> None:
+    """The governor reads the CPU clock of the loop that serves chargers, from the
+    delivery thread (webhooks/governor.py)."""
+    governor = csms.webhooks.service.engine.dispatcher.governor
+    assert governor.deferring
+
+
 async def test_ocpp_message_events_are_stored_only_when_subscribed(csms, api: Api) -> None:
     charger = await raw_charger(csms, api, "CP-TRACE")
     try:

@@ -18,6 +18,10 @@ class DeliveryConfig:
     disable_after: float = 86400.0
     retention: float = 7 * 86400.0
     max_in_flight: int = 256
+    # Paging: pending deliveries kept in memory over all streams (beyond a few per stream),
+    # and per stream; the rest wait in the store and are read back in windows.
+    pending_in_memory: int = 100_000
+    stream_window: int = 256
     secret_key_file: str | None = None  # None: beside the database, "<db>.webhook-key"
     rotation_overlap: float = 86400.0  # both secrets sign this long after a rotation
     prune_interval: float = 600.0

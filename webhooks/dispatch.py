@@ -23,6 +23,7 @@ from webhooks.bodies import Body, BodyCache
 from webhooks.catalog import WEBHOOK_DISABLED
 from webhooks.config import DeliveryConfig
 from webhooks.endpoints import Endpoint, EndpointStatus
+from webhooks.governor import Governor
 from webhooks.journal import Write
 from webhooks.leases import LeaseKeeper
 from webhooks.ledger import Ledger
@@ -69,6 +70,8 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._observers: list[Callable[[Dispatch, AttemptResult, Decision], None]] = []
         self._attempt_observers: list[Callable[[str, bool, float], None]] = []
+        self.on_hungry: Callable[[], None] = lambda: None  # spilled streams want their next window
+        self.governor = Governor()  # charger answers first, when the server is saturated
 
     def wake(self) -> None:
         self._wake.set()
@@ -127,6 +130,12 @@ class Dispatcher:
     async def run(self) -> None:
         scheduler = self._scheduler
         while True:
+            if scheduler.hungry:
+                self.on_hungry()
+            pause = self.governor.pause()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                continue
             batch = scheduler.due(self.clock())
             if batch:
                 self._dispatch(batch)

@@ -13,8 +13,9 @@ Parts, each with one job (and each piece of state with one owner):
   SQLite has one node, which holds every partition with no lease and no round trip.
 
 A partition taken over (or held from the start) continues from its durable cursor: its
-pending rows join the scheduler, and its events past the cursor are fanned out again,
-skipping those with a row: at least once, same ``webhook-id``, in order per stream.
+pending rows join the scheduler (counted per stream, read in windows: paging), and its events
+past the cursor are fanned out again, skipping those with a row: at least once, same
+``webhook-id``, in order per stream.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from webhooks.dispatch import Dispatcher
 from webhooks.endpoints import Endpoint
 from webhooks.envelope import envelope_body
 from webhooks.fanout import FanOut
+from webhooks.governor import Post
 from webhooks.leases import LeaseKeeper
 from webhooks.ledger import Ledger
 from webhooks.outcomes import DeliveryState, record, test_answer
@@ -42,7 +44,7 @@ from webhooks.partitions import PARTITIONS, Grant
 from webhooks.poster import AttemptResult, Poster
 from webhooks.registry import Registry
 from webhooks.retention import plan_prune
-from webhooks.scheduler import Decision, Dispatch, Pending, Policy, Scheduler
+from webhooks.scheduler import Decision, Dispatch, Pending, Policy, Refill, Scheduler
 from webhooks.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 BODY_CACHE = 20_000  # envelopes kept for dispatch; the rest is read back from the store
 PRUNE_ROUNDS = 50
 POLL_HANDOFFS = 0.25  # clustered: seconds between looks for deliveries other nodes queued
+REFILL_RETRY_FIRST = 0.25  # seconds before a failed read of stored deliveries is tried again
+REFILL_RETRY_MAX = 5.0
 
 
 class Engine:
@@ -75,6 +79,8 @@ class Engine:
                 disable_after=config.disable_after,
                 max_in_flight=config.max_in_flight,
                 retry_after_cap=config.retry_after_cap,
+                window=config.stream_window,
+                memory_cap=config.pending_in_memory,
             ),
             rand,
         )
@@ -106,6 +112,8 @@ class Engine:
         )
         self.leases: LeaseKeeper | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._refill_wake = asyncio.Event()
+        self.dispatcher.on_hungry = self._refill_wake.set
 
     @property
     def endpoints(self) -> dict[str, Endpoint]:
@@ -158,6 +166,7 @@ class Engine:
             asyncio.create_task(self.fanout.run(), name="webhook-fanout"),
             asyncio.create_task(self.dispatcher.run(), name="webhook-dispatch"),
             asyncio.create_task(self._prune_loop(), name="webhook-prune"),
+            asyncio.create_task(self._refill_loop(), name="webhook-refill"),
         ]
         if self.clustered:
             self._tasks += [
@@ -195,6 +204,12 @@ class Engine:
     def wake(self) -> None:
         self.dispatcher.wake()
 
+    def defer_to(self, host_cpu: Callable[[], float], post: Post) -> None:
+        """Charger answers first (webhooks/governor.py): while the loop that ``post`` runs
+        callbacks on (its thread's CPU time read by ``host_cpu``) is behind on a saturated
+        server, delivery keeps a quarter of it. Call on this engine's loop."""
+        self.dispatcher.governor.defer_to(host_cpu, post)
+
     async def settled(self) -> None:
         """Everything recorded so far is durable, cursors included."""
         await self.ledger.settled()
@@ -222,8 +237,9 @@ class Engine:
         mine = {g.partition: g for g in grants}
         part = ledger.partition_of
         async with ledger.lock:
-            pending = [
-                r for r in await tables.load_pending(self.store) if part(r.charger_id) in mine
+            # Pending rows join their streams by count; they are read in windows (paging).
+            stored = [
+                s for s in await tables.pending_streams(self.store) if part(s.charger_id) in mine
             ]
             low = min(g.cursor for g in grants)
             known = [
@@ -232,10 +248,12 @@ class Engine:
                 if (g := mine.get(part(k.charger_id))) is not None and k.event_pos > g.cursor
             ]
             # Its streams' new deliveries come after the rows they have (ids order streams).
-            await ledger.reserve_ids(0, above=max((r.id for r in [*pending, *known]), default=0))
+            above = max([s.max_id for s in stored] + [k.id for k in known], default=0)
+            await ledger.reserve_ids(0, above=above)
             for g in grants:
                 ledger.hold(g.partition, g.token, g.cursor)
-            self.scheduler.add(_pending(row) for row in pending)
+            for s in stored:
+                self.scheduler.add_stored((s.endpoint_id, s.charger_id), s.count)
             self.fanout.remember(known)
             if ledger.fanned_to < 0:
                 # Starting: the fan-out reads the log from the lowest cursor on.
@@ -248,6 +266,47 @@ class Engine:
                 await self.fanout.catch_up(set(mine), low, ledger.fanned_to)
             ledger.caught_up(list(mine))
         self.wake()
+
+    async def _refill_loop(self) -> None:
+        """Read the next windows of spilled streams from the store (paging). Under the
+        ledger's lock, after everything journalled is durable: every delivery the scheduler
+        counts as stored is then in the store, and none is added while the reads run, so a
+        window shorter than asked means the stream has no more."""
+        delay = REFILL_RETRY_FIRST
+        while True:
+            await self._refill_wake.wait()
+            self._refill_wake.clear()
+            ledger = self.ledger
+            asks: list[Refill] = []
+            try:
+                async with ledger.lock:
+                    asks = self.scheduler.refills()
+                    if not asks:
+                        continue
+                    await ledger.settled()
+                    while asks:
+                        ask = asks[0]
+                        rows = await tables.stream_window(
+                            self.store,
+                            endpoint_id=ask.key[0],
+                            charger_id=ask.key[1],
+                            after=ask.after,
+                            limit=ask.limit,
+                        )
+                        self.scheduler.refilled(ask, [_pending(r) for r in rows])
+                        asks.pop(0)
+            except Exception as exc:
+                for ask in asks:
+                    self.scheduler.refill_failed(ask)
+                log.warning("pending deliveries not read from the store: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REFILL_RETRY_MAX)
+                self._refill_wake.set()
+                continue
+            delay = REFILL_RETRY_FIRST
+            if self.scheduler.hungry:
+                self._refill_wake.set()
+            self.wake()
 
     def _lose(self, partitions: list[int]) -> None:
         """These partitions are another node's: drop their streams and what lives in memory

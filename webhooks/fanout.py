@@ -9,7 +9,9 @@ events between its durable cursor and the fan-out position read again (``catch_u
 skipping the (endpoint, event) pairs that have a row already (``remember``).
 
 A delivery goes into memory (the ledger's) while its stream flows; behind a head that
-failed (the scheduler knows) it is written at once, as it may wait for hours.
+failed (the scheduler knows) it is written at once, as it may wait for hours; and so it is
+when its stream is spilled (the scheduler keeps no more of it in memory: paging), where it
+waits in the store only until its window is read.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from webhooks.catalog import WEBHOOK_TEST
 from webhooks.journal import Write
 from webhooks.ledger import Ledger
 from webhooks.registry import Registry
-from webhooks.scheduler import Pending, Scheduler
+from webhooks.scheduler import Scheduler
 from webhooks.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
@@ -188,9 +190,12 @@ class FanOut:
         now = self._clock()
         created_at = iso_utc(now)
         known = self._known
-        pendings: list[Pending] = []
+        added = 0
         writes: list[Write] = []
-        head_failed = self._scheduler.head_failed
+        scheduler = self._scheduler
+        head_failed = scheduler.head_failed
+        keeps = scheduler.keeps
+        add = scheduler.add_one
         active = self._registry.active
         part = ledger.partition_of
         for pos, event in items:
@@ -205,15 +210,21 @@ class FanOut:
                 if pos > endpoint.from_pos and endpoint.wants(event.type, charger_id):
                     if known and (endpoint.id, pos) in known:
                         continue  # written before: pending or settled already
-                    if head_failed((endpoint.id, charger_id)):
-                        pending = ledger.new_row(
-                            endpoint.id, pos, event.id, charger_id, now, writes
-                        )
+                    key = (endpoint.id, charger_id)
+                    if not keeps(key):
+                        # Spilled (paging): written, it waits in the store; what waits of
+                        # its stream in memory only is written first (ids order a restart).
+                        writes += ledger.write_out_stream(key)
+                        add(ledger.new_row(endpoint.id, pos, event.id, charger_id, now, writes))
+                    elif head_failed(key):
+                        add(ledger.new_row(endpoint.id, pos, event.id, charger_id, now, writes))
                     else:
-                        pending = ledger.in_memory(
-                            endpoint.id, pos, event.id, charger_id, partition, now, created_at
+                        add(
+                            ledger.in_memory(
+                                endpoint.id, pos, event.id, charger_id, partition, now, created_at
+                            )
                         )
-                    pendings.append(pending)
+                    added += 1
                     wanted = True
             if wanted:
                 self._bodies.put(pos, event)
@@ -221,7 +232,6 @@ class FanOut:
             ledger.fanned_to = items[-1][0]
             if known and ledger.fanned_to >= self._known_until:
                 self._known = set()
-        if writes or not pendings:
-            ledger.append(writes)  # rows behind failed heads; or only cursors move
-        self._scheduler.add(pendings)
+        if writes or not added:
+            ledger.append(writes)  # rows behind failed heads, spilled; or only cursors move
         self._wake_dispatch()

@@ -6,13 +6,24 @@ charger never reaches an endpoint before event N succeeded there or was given up
 other streams go on (DESIGN section 5). ``now`` is a plain float (unix seconds) passed in by
 the caller; jitter comes from an injected random source. The engine persists what this
 decides; on restart it rebuilds the scheduler from the pending rows.
+
+Paging: a long receiver outage must cost disk, not memory. A stream keeps at most
+``Policy.window`` deliveries in memory, and all streams together about ``Policy.memory_cap``
+(each may still keep ``Policy.floor``, so that no stream starves behind others; a spilled
+stream is read back up to an even share of the cap). What does not fit waits in the store
+only: the stream is *spilled*, it counts those (``stored``) and knows that every pending
+delivery of it up to ``loaded_to`` (by id) is in memory, the rest in the store. A spilled
+stream takes nothing new into memory (new deliveries are written as rows and counted), and
+when its queue runs low it asks for the next window (``refills``): the deliveries with ids
+above ``loaded_to``, in id order, which the engine reads from the store and hands back
+(``refilled``). Order holds because memory always holds a prefix of the stream by id.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -37,6 +48,9 @@ class Policy:
     max_in_flight: int  # over all endpoints
     jitter: float = 0.2  # +-20%
     retry_after_cap: float = RETRY_AFTER_CAP
+    window: int = 256  # per stream: deliveries kept in memory; the rest wait in the store
+    memory_cap: int = 100_000  # over all streams, beyond each stream's ``floor``
+    floor: int = 8  # a stream may always keep this many, whatever the others hold
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +74,17 @@ class Dispatch:
     charger_id: str | None
     event_pos: int
     attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refill:
+    """Read the stream's next pending deliveries from the store: ids above ``after``, in id
+    order, at most ``limit``; hand them to ``Scheduler.refilled`` with this request."""
+
+    key: StreamKey
+    after: int
+    limit: int
+    epoch: int  # the stream's: a stream dropped and made again meanwhile ignores the answer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,9 +158,13 @@ class _Item:
 @dataclass(slots=True)
 class _Stream:
     key: StreamKey
+    epoch: int = 0
     queue: deque[_Item] = field(default_factory=deque)
     in_flight: bool = False  # the head is being posted
     token: int = 0  # bumped on each (re)scheduling; older heap entries are stale
+    stored: int = 0  # deliveries waiting in the store only (ids above ``loaded_to``)
+    loaded_to: int = 0  # every pending delivery with an id up to here is in ``queue``
+    reading: bool = False  # a refill is on its way
 
 
 @dataclass(slots=True)
@@ -153,7 +182,11 @@ class Scheduler:
         self._streams: dict[StreamKey, _Stream] = {}
         self._heap: list[tuple[float, int, StreamKey, int]] = []  # (at, delivery, key, token)
         self._flying: dict[int, _Stream] = {}  # delivery id -> its stream, while posted
-        self._pending = 0  # deliveries queued, in flight included
+        self._in_memory = 0  # deliveries in the queues, in flight included
+        self._stored = 0  # deliveries of spilled streams waiting in the store only
+        self._hungry: set[StreamKey] = set()  # spilled streams whose queue runs low
+        self._spilled = 0  # streams with deliveries stored
+        self._epochs = 0
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -184,8 +217,27 @@ class Scheduler:
         if state is None:
             return
         for key in state.streams:
-            stream = self._streams.pop(key)
-            self._pending -= len(stream.queue)
+            self._forget_stream(self._streams.pop(key))
+
+    def _forget_stream(self, stream: _Stream) -> None:
+        self._in_memory -= len(stream.queue)
+        self._set_stored(stream, 0)
+        self._hungry.discard(stream.key)
+
+    def _set_stored(self, stream: _Stream, stored: int) -> None:
+        if stored and not stream.stored:
+            self._spilled += 1
+        elif stream.stored and not stored:
+            self._spilled -= 1
+        self._stored += stored - stream.stored
+        stream.stored = stored
+
+    def _fair(self) -> int:
+        """How many of its deliveries a spilled stream may hold in memory: an even share of
+        ``memory_cap`` among the spilled streams, at least ``floor``, at most ``window``."""
+        policy = self._policy
+        share = policy.memory_cap // max(1, self._spilled)
+        return min(policy.window, max(policy.floor, share))
 
     def is_active(self, endpoint_id: str) -> bool:
         state = self._endpoints.get(endpoint_id)
@@ -195,32 +247,154 @@ class Scheduler:
 
     def add(self, items: Iterable[Pending]) -> None:
         for pending in items:
-            state = self._endpoints.get(pending.endpoint_id)
-            if state is None:
-                continue  # deleted meanwhile
-            key = (pending.endpoint_id, pending.charger_id)
-            stream = self._streams.get(key)
-            if stream is None:
-                stream = self._streams[key] = _Stream(key=key)
-                state.streams.add(key)
-            item = _Item(
-                delivery_id=pending.delivery_id,
-                event_pos=pending.event_pos,
-                attempts=pending.attempts,
-                next_at=pending.next_at,
+            self.add_one(pending)
+
+    def keeps(self, key: StreamKey) -> bool:
+        """Would a new delivery of this stream (an id above all of its own) be kept in
+        memory? If not, it must be written to the store before ``add`` (it is counted there)."""
+        stream = self._streams.get(key)
+        return stream is None or self._room(stream)
+
+    def _room(self, stream: _Stream) -> bool:
+        if stream.stored:
+            return False
+        size = len(stream.queue)
+        policy = self._policy
+        if size >= policy.window:
+            return False
+        return size < policy.floor or self._in_memory < policy.memory_cap
+
+    def add_one(self, pending: Pending) -> None:
+        """Queue a delivery: in memory, or (a spilled or full stream) counted as stored."""
+        state = self._endpoints.get(pending.endpoint_id)
+        if state is None:
+            return  # deleted meanwhile
+        key = (pending.endpoint_id, pending.charger_id)
+        stream = self._streams.get(key)
+        if stream is None:
+            self._epochs += 1
+            stream = self._streams[key] = _Stream(key=key, epoch=self._epochs)
+            state.streams.add(key)
+        queue = stream.queue
+        delivery_id = pending.delivery_id
+        if stream.stored:
+            if delivery_id > stream.loaded_to:
+                self._spill(stream)
+                return
+        elif not self._room(stream) and (not queue or queue[-1].delivery_id < delivery_id):
+            self._spill(stream)
+            return
+        item = _Item(
+            delivery_id=delivery_id,
+            event_pos=pending.event_pos,
+            attempts=pending.attempts,
+            next_at=pending.next_at,
+        )
+        if not queue or queue[-1].delivery_id < delivery_id:
+            queue.append(item)
+            if delivery_id > stream.loaded_to:
+                stream.loaded_to = delivery_id
+        else:  # committed out of id order: keep FIFO by id, behind an in-flight head
+            index = len(queue)
+            floor = 1 if stream.in_flight else 0
+            while index > floor and queue[index - 1].delivery_id > delivery_id:
+                index -= 1
+            queue.insert(index, item)
+        self._in_memory += 1
+        if not stream.in_flight and queue[0] is item:
+            self._push(stream)
+
+    def _spill(self, stream: _Stream) -> None:
+        if stream.queue:
+            stream.loaded_to = max(stream.loaded_to, stream.queue[-1].delivery_id)
+        self._set_stored(stream, stream.stored + 1)
+        self._check_hungry(stream)
+
+    def add_stored(self, key: StreamKey, count: int) -> None:
+        """A stream's pending rows in the store (a start, a take-over): none in memory yet;
+        they are read in windows by id. Call it before other deliveries join the stream."""
+        state = self._endpoints.get(key[0])
+        if state is None or count <= 0:
+            return
+        stream = self._streams.get(key)
+        if stream is None:
+            self._epochs += 1
+            stream = self._streams[key] = _Stream(key=key, epoch=self._epochs)
+            state.streams.add(key)
+        self._set_stored(stream, stream.stored + count)
+        self._check_hungry(stream)
+
+    def _check_hungry(self, stream: _Stream) -> None:
+        if stream.stored and not stream.reading and len(stream.queue) <= self._fair() // 2:
+            self._hungry.add(stream.key)
+
+    # -- paging --------------------------------------------------------------------------
+
+    @property
+    def hungry(self) -> bool:
+        """Are there spilled streams whose queue runs low (``refills`` has work)?"""
+        return bool(self._hungry)
+
+    def refills(self, most: int = 256) -> list[Refill]:
+        """The windows to read now (each stream marked as reading until ``refilled``): a
+        spilled stream is read when half its share of memory (``_fair``) is left, up to it."""
+        fair = self._fair()
+        out: list[Refill] = []
+        for key in list(self._hungry)[:most]:
+            self._hungry.discard(key)
+            stream = self._streams[key]
+            limit = fair - len(stream.queue)
+            if limit <= 0:
+                continue  # the share grew meanwhile (fewer streams spilled): not hungry now
+            stream.reading = True
+            out.append(Refill(key=key, after=stream.loaded_to, limit=limit, epoch=stream.epoch))
+        return out
+
+    def refilled(self, ask: Refill, rows: Sequence[Pending]) -> None:
+        """The store's answer to ``ask``: the stream's next pending deliveries, by id. Fewer
+        than asked: that was all of them (the caller read after everything counted as stored
+        was durable, and nothing was added meanwhile)."""
+        stream = self._streams.get(ask.key)
+        if stream is None or stream.epoch != ask.epoch:
+            return  # dropped meanwhile (partition lost, endpoint deleted)
+        stream.reading = False
+        queue = stream.queue
+        was_empty = not queue
+        taken = 0
+        for row in rows:
+            if row.delivery_id <= stream.loaded_to:
+                continue
+            queue.append(
+                _Item(
+                    delivery_id=row.delivery_id,
+                    event_pos=row.event_pos,
+                    attempts=row.attempts,
+                    next_at=row.next_at,
+                )
             )
-            queue = stream.queue
-            if not queue or queue[-1].delivery_id < item.delivery_id:
-                queue.append(item)
-            else:  # committed out of id order: keep FIFO by id, behind an in-flight head
-                index = len(queue)
-                floor = 1 if stream.in_flight else 0
-                while index > floor and queue[index - 1].delivery_id > item.delivery_id:
-                    index -= 1
-                queue.insert(index, item)
-            self._pending += 1
-            if not stream.in_flight and queue[0] is item:
+            stream.loaded_to = row.delivery_id
+            taken += 1
+        self._in_memory += taken
+        self._set_stored(stream, 0 if len(rows) < ask.limit else max(1, stream.stored - taken))
+        if queue:
+            if was_empty and not stream.in_flight:
                 self._push(stream)
+            self._check_hungry(stream)
+        elif not stream.in_flight and not stream.stored:
+            self._drop_empty(stream)
+
+    def refill_failed(self, ask: Refill) -> None:
+        """The read did not happen: the stream asks again."""
+        stream = self._streams.get(ask.key)
+        if stream is not None and stream.epoch == ask.epoch:
+            stream.reading = False
+            self._check_hungry(stream)
+
+    def _drop_empty(self, stream: _Stream) -> None:
+        del self._streams[stream.key]
+        state = self._endpoints.get(stream.key[0])
+        if state is not None:
+            state.streams.discard(stream.key)
 
     def _push(self, stream: _Stream) -> None:
         stream.token += 1
@@ -315,13 +489,13 @@ class Scheduler:
         if verdict in (Verdict.SUCCEEDED, Verdict.FAILED):
             stream.queue.popleft()
             if live:
-                self._pending -= 1
+                self._in_memory -= 1
+                self._check_hungry(stream)
         if live:
             if stream.queue:
                 self._push(stream)
-            elif state is not None:
-                del self._streams[stream.key]
-                state.streams.discard(stream.key)
+            elif not stream.stored and not stream.reading:
+                self._drop_empty(stream)
         return Decision(
             delivery_id=outcome.delivery_id,
             endpoint_id=endpoint_id,
@@ -339,12 +513,12 @@ class Scheduler:
         if self._streams.get(stream.key) is not stream:
             return
         stream.queue.popleft()
-        self._pending -= 1
+        self._in_memory -= 1
+        self._check_hungry(stream)
         if stream.queue:
             self._push(stream)
-        else:
-            del self._streams[stream.key]
-            self._endpoints[stream.key[0]].streams.discard(stream.key)
+        elif not stream.stored and not stream.reading:
+            self._drop_empty(stream)
 
     def head_failed(self, key: StreamKey) -> bool:
         """Has the stream's head failed (and not been settled since)? What comes behind it
@@ -384,7 +558,7 @@ class Scheduler:
         delivery may be queued again by a later take-over)."""
         for key in [k for k in self._streams if dropped(k)]:
             stream = self._streams.pop(key)
-            self._pending -= len(stream.queue)
+            self._forget_stream(stream)
             state = self._endpoints.get(key[0])
             if state is not None:
                 state.streams.discard(key)
@@ -392,13 +566,16 @@ class Scheduler:
             del self._flying[delivery_id]
 
     def snapshot(self) -> dict[str, tuple[int, int | None]]:
-        """Per endpoint: deliveries queued (in flight included) and the smallest event pos
-        among their heads (the oldest event waiting), or None."""
+        """Per endpoint: deliveries pending (in flight and stored included) and the smallest
+        event pos among their heads in memory (the oldest event waiting), or None. A spilled
+        stream always has its head in memory but while its next window is read."""
         out: dict[str, tuple[int, int | None]] = {}
         for endpoint_id, state in self._endpoints.items():
             count, oldest = 0, None
             for key in state.streams:
-                queue = self._streams[key].queue
+                stream = self._streams[key]
+                queue = stream.queue
+                count += stream.stored
                 if queue:
                     count += len(queue)
                     head = queue[0].event_pos
@@ -419,4 +596,13 @@ class Scheduler:
 
     @property
     def pending(self) -> int:
-        return self._pending
+        """Deliveries queued, in memory (in flight included) and in the store."""
+        return self._in_memory + self._stored
+
+    @property
+    def in_memory(self) -> int:
+        return self._in_memory
+
+    @property
+    def stored(self) -> int:
+        return self._stored

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -65,7 +66,10 @@ class ThreadedWebhookService:
     async def start(
         cls, main_store: Store, config: DeliveryConfig, catalog: Catalog
     ) -> ThreadedWebhookService:
-        """The service on its own loop, with ``main_store.open_sibling()`` as its store."""
+        """The service on its own loop, with ``main_store.open_sibling()`` as its store.
+        Delivery gives way to the caller's thread (the CSMS loop: charger answers first)."""
+        host_cpu = _thread_cpu_clock(threading.get_ident())
+        host_loop = asyncio.get_running_loop()
         loop = _new_loop()
         thread = threading.Thread(target=loop.run_forever, name="webhooks", daemon=True)
         thread.start()
@@ -75,6 +79,8 @@ class ThreadedWebhookService:
             try:
                 service = await WebhookService.start(store, config, catalog)
                 store.add_commit_listener(service.notify)  # its own events (webhook.disabled)
+                if host_cpu is not None:
+                    service.engine.defer_to(host_cpu, host_loop.call_soon_threadsafe)
                 return store, service
             except BaseException:
                 await store.close()
@@ -184,6 +190,11 @@ class ThreadedWebhookService:
 
     # -- what cluster tests and metrics read -----------------------------------------------
 
+    def held_back(self) -> float:
+        """Seconds delivery held back for charger answers (webhooks/governor.py): a read
+        of one float."""
+        return self.service.engine.dispatcher.governor.held
+
     def partitions_held(self) -> int:
         """How many delivery partitions this node holds now (a plain read of a dict's size)."""
         return self.service.engine.ledger.held_count()
@@ -191,6 +202,17 @@ class ThreadedWebhookService:
     async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one of the service's coroutines on its loop; await its result here."""
         return await _await_in(self._loop, coro)
+
+
+def _thread_cpu_clock(thread_id: int) -> Callable[[], float] | None:
+    """A reader of that thread's CPU time, from any thread (None where the platform has no
+    per-thread CPU clocks: delivery then does not give way)."""
+    try:
+        clock = time.pthread_getcpuclockid(thread_id)
+        time.clock_gettime(clock)
+    except (AttributeError, OSError):
+        return None
+    return lambda: time.clock_gettime(clock)
 
 
 async def _await_in(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

@@ -1,0 +1,83 @@
+"""Charger answers first: the governor's rule on plain numbers (fake CPU clocks, a fake host
+loop that runs the probe when told)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from webhooks.governor import LAG_BUSY, TICK, Governor, pressing
+
+
+def test_the_host_presses_only_when_its_loop_is_behind_and_the_server_saturated():
+    assert pressing(0.05, 1.0, 1.0, 1)  # behind, the core full
+    assert pressing(0.05, 0.7, 0.95, 1)  # the writer thread fills the core
+    assert not pressing(0.003, 1.0, 1.0, 1)  # the host keeps up: delivery catches up
+    assert not pressing(0.05, 0.6, 0.7, 1)  # behind but room on the core (waiting on I/O)
+    assert not pressing(0.05, 0.8, 1.2, 2)  # two cores, room on the second
+
+
+class Host:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.host = 0.0
+        self.own = 0.0
+        self.probes: list[Callable[[], None]] = []
+
+    def governor(self) -> Governor:
+        g = Governor(
+            own_cpu=lambda: self.own,
+            process_cpu=lambda: self.host + self.own,
+            clock=lambda: self.now,
+        )
+        g.defer_to(lambda: self.host, self.probes.append)
+        return g
+
+    def run(self, seconds: float, host: float, own: float, lag: float | None = None) -> None:
+        """``seconds`` pass with these CPU shares; the host's loop runs the probe ``lag``
+        seconds in (None: not in this span)."""
+        if lag is not None and self.probes:
+            self.now += lag
+            self.probes.pop(0)()
+            self.now -= lag
+        self.now += seconds
+        self.host += seconds * host
+        self.own += seconds * own
+
+
+def test_without_a_host_it_never_holds_back():
+    g = Governor()
+    assert not g.deferring and g.pause() == 0.0
+
+
+def test_under_pressure_delivery_keeps_its_share_then_waits_for_the_next_tick():
+    h = Host()
+    g = h.governor()
+    h.run(TICK, host=0.5, own=0.5, lag=0.05)  # even turns, the host's loop behind
+    assert g.pause() == 0.0 and g.pressed  # a new tick: its budget is fresh
+    h.run(TICK * 0.2, host=0.5, own=0.5)  # 10% of a tick used by delivery: below its share
+    assert g.pause() == 0.0
+    h.run(TICK * 0.4, host=0.5, own=0.5)  # 30% of a tick now: over
+    assert g.pause() == pytest.approx(TICK * 0.4)
+    assert g.held == pytest.approx(TICK * 0.4)
+
+
+def test_a_probe_not_run_by_the_end_of_the_tick_counts_as_behind():
+    h = Host()
+    g = h.governor()
+    h.run(TICK, host=0.75, own=0.25)  # the host's loop never got to it
+    g.pause()
+    assert g.pressed
+
+
+def test_it_lets_go_when_the_host_keeps_up():
+    h = Host()
+    g = h.governor()
+    h.run(TICK, host=0.75, own=0.25, lag=0.05)
+    g.pause()
+    assert g.pressed
+    h.run(TICK, host=0.3, own=0.7, lag=LAG_BUSY / 4)  # chargers quiet: it catches up
+    assert g.pause() == 0.0 and not g.pressed
+    h.run(TICK * 0.9, host=0.3, own=0.7)
+    assert g.pause() == 0.0
