@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pyreqwest.http import Url
 from webhooks.config import DeliveryConfig
 from webhooks.endpoints import Endpoint
 from webhooks.signing import secret_key, signature_header
-from webhooks.targets import TargetError, parse_url, refuse_non_global
+from webhooks.targets import TargetError, global_addresses, parse_url, refuse_non_global
 
 USER_AGENT = "chargehook-webhooks/0.1 (+https://github.com/chargehook)"
 _MAX_BODY = 64 * 1024  # of the receiver's answer; we keep none of it
@@ -54,14 +53,6 @@ class AttemptResult:
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
-
-
-async def global_addresses(host: str, port: int) -> list[str]:
-    """Every address of ``host``, all checked to be global (else ``TargetError``)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    refuse_non_global(host, addresses)
-    return addresses
 
 
 @dataclass(frozen=True, slots=True)
