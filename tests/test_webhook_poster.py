@@ -276,3 +276,12 @@ async def test_tls_through_a_pin_checks_the_certificate_for_the_name(tmp_path, m
         else:
             assert result.status_code is None and "not valid for name" in (result.error or "")
             assert rec.seen == []
+
+
+async def test_proxies_from_the_environment_are_not_used(monkeypatch):
+    """A proxy would connect wherever it likes: the guard could not hold through it."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    async with site() as rec, poster() as p:
+        assert (await post(p, endpoint(f"http://127.0.0.1:{rec.port}/hook"))).succeeded
+        assert len(rec.seen) == 1
