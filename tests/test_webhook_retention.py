@@ -6,7 +6,7 @@ import dataclasses
 import time
 
 from storage.records import Event, UnitOfWork
-from tests.test_webhook_support import FAST, receiver, webhook_service
+from tests.test_webhook_support import FAST, receiver, settled, webhook_service
 from webhooks.retention import may_prune_event, plan_prune
 from webhooks.timefmt import iso_utc
 
@@ -49,6 +49,8 @@ async def test_prune_keeps_what_delivery_still_needs(store_url):
         await store.commit(UnitOfWork().put(event(2, "transaction.started")))
         await ok_rec.wait_for(lambda: len(ok_rec.delivered()) == 1)
         await bad_rec.wait_for(lambda: len(bad_rec.requests) == 1)
+        # A receiver has the request before the engine has its answer: wait for the engine.
+        await settled(service, lambda: service.engine.scheduler.in_flight == 0)
         await service.engine.settled()  # the answers' bookkeeping is durable
         await service.engine.prune_once()
         left = await store.fetch_all("SELECT id FROM events ORDER BY pos")

@@ -23,8 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from storage import webhook_tables as tables
 from storage.ids import time_ordered_id
 from storage.records import Event
@@ -44,14 +42,13 @@ from webhooks.endpoints import (
 )
 from webhooks.engine import Engine
 from webhooks.filters import selects
-from webhooks.poster import AttemptResult, Poster, make_session
+from webhooks.poster import AttemptResult, Poster
 from webhooks.signing import SecretFormatError, new_secret, secret_key
 from webhooks.targets import TargetError, check_target
 from webhooks.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
-SessionFactory = Callable[[], aiohttp.ClientSession]
 REPLAY_CHUNK = 1000
 
 
@@ -78,7 +75,7 @@ class WebhookService:
         catalog: Catalog,
         engine: Engine,
         box: secretbox.SecretBox,
-        session: aiohttp.ClientSession,
+        poster: Poster,
         clock: Callable[[], float],
     ) -> None:
         self.store = store
@@ -86,7 +83,7 @@ class WebhookService:
         self.catalog = catalog
         self.engine = engine
         self._box = box  # seals secrets at rest
-        self._session = session
+        self._poster = poster  # closed last: the engine's POSTs use it
         self._clock = clock
         self._wants: dict[str, bool] = {}  # event type -> any active endpoint selects it
         self._wants_version = -1  # the engine's endpoint version the cache was made for
@@ -101,7 +98,6 @@ class WebhookService:
         config: DeliveryConfig,
         catalog: Catalog,
         *,
-        client_session_factory: SessionFactory | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> WebhookService:
@@ -110,29 +106,23 @@ class WebhookService:
         key_file = config.secret_key_file or store.default_key_file
         box = secretbox.SecretBox(secretbox.load_or_create_key(key_file, create=not rows))
         endpoints = [_endpoint(row, box) for row in rows]
-        if client_session_factory is not None:
-            session = client_session_factory()
-        else:
-            session = make_session(
-                max_in_flight=config.max_in_flight, allow_private=config.allow_private_targets
-            )
-        poster = Poster(session, timeout=config.timeout, allow_private=config.allow_private_targets)
+        poster = Poster.of(config)
         engine = Engine(
             store=store, config=config, poster=poster, clock=clock, rand=rand, new_id=new_id
         )
         await engine.start(endpoints)
-        return cls(store, config, catalog, engine, box, session, clock)
+        return cls(store, config, catalog, engine, box, poster, clock)
 
     async def close(self) -> None:
         await self._stop_sync()
         await self.engine.close()
-        await self._session.close()
+        await self._poster.close()
 
     async def halt(self) -> None:
         """Stop as a node that dies would (no lease given back): for tests of take-over."""
         await self._stop_sync()
         await self.engine.halt()
-        await self._session.close()
+        await self._poster.close()
 
     async def _stop_sync(self) -> None:
         if self._sync is not None:

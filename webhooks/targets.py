@@ -4,8 +4,10 @@ A webhook URL is chosen by an API caller but fetched by the server, the classic 
 without a check, ``http://169.254.169.254/`` or an intranet host is one POST away. Every
 A/AAAA record must be global (not private, loopback, link-local, CGNAT, unique-local,
 multicast, unspecified or reserved; addresses embedded in IPv4-mapped, 6to4 and Teredo
-IPv6 addresses are checked too). The check runs at registration and again at connect time
-(``GuardedResolver``), so a name that later resolves elsewhere (DNS rebinding) is refused.
+IPv6 addresses are checked too). The check runs at registration and again when posting
+(``global_addresses``: the poster connects only to an address it returned), so a name that
+later resolves elsewhere (DNS rebinding) is refused. ``GuardedResolver`` does the same for
+an aiohttp client.
 """
 
 from __future__ import annotations
@@ -115,6 +117,15 @@ async def check_target(url: str, *, allow_private: bool) -> Target:
         raise TargetError(f"host {target.host} does not resolve: {exc}") from None
     refuse_non_global(target.host, [str(info[4][0]) for info in infos])
     return target
+
+
+async def global_addresses(host: str, port: int) -> list[str]:
+    """Every address of ``host``, all checked to be global (else ``TargetError``; OSError
+    if it does not resolve)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    refuse_non_global(host, addresses)
+    return addresses
 
 
 class GuardedResolver(AbstractResolver):
