@@ -231,9 +231,9 @@ class OcppServer:
 
     # -- frames ---------------------------------------------------------------------------
 
-    async def on_message(self, session: _Session, message: str | bytes) -> None:
+    async def on_message(self, session: _Session, message: str | bytes | Call) -> None:
         received = perf_counter()
-        frame = parse_frame(message)
+        frame = message if isinstance(message, Call) else parse_frame(message)
         if isinstance(frame, Call):
             answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             try:
@@ -340,9 +340,50 @@ class _Session(Connection):
         )
         log.info("%s: connected from %s", charger_id, identity.remote_address)
 
-    async def received(self, message: str | bytes) -> None:
+    async def received(self, message: str | bytes | Call) -> None:
         if self.attached:
             await self.ocpp.on_message(self, message)
+
+    def take(self, message: str | bytes) -> Any:
+        """A CALL the hub can answer without awaiting (``ChargerHub.answer_now``) is handled
+        with no task: the reply goes out from the commit's done callback, then the next
+        message runs. Else the parsed CALL (or the message) goes the awaiting way."""
+        ocpp = self.ocpp
+        if not self.attached or ocpp.after_reply or self._writable is not None:
+            return message
+        frame = parse_frame(message)
+        if not isinstance(frame, Call):
+            return message
+        received = perf_counter()
+        try:
+            taken = ocpp.hub.answer_now(
+                self.charger_id, frame, lambda reply: self._answered(frame, reply, received)
+            )
+        except Exception:
+            log.exception("%s: failed to handle %s", self.charger_id, frame.action)
+            taken = False
+        return None if taken else frame
+
+    def _answered(self, call: Call, reply: Any, received: float) -> None:
+        try:
+            # A reply lost with its socket is re-sent by the charger (OCPP 1.6, 4.8).
+            if isinstance(reply, Reject):
+                self.send_text(
+                    encode_call_error(
+                        call.unique_id, reply.error_code, reply.description, reply.details
+                    )
+                )
+                result: str = reply.error_code
+            else:
+                self.send_text(encode_call_result(call.unique_id, reply))
+                result = OK
+            metrics = self.ocpp.metrics
+            if metrics is not None:
+                metrics.ocpp_call(call.action, result, perf_counter() - received)
+        except Exception:
+            log.exception("%s: failed to answer %s", self.charger_id, call.action)
+        finally:
+            self.resume()
 
     async def ended(self) -> None:
         if not self.attached:

@@ -8,9 +8,11 @@ protocol reads the request head, pauses reading, and asks ``decide`` (a coroutin
 refusal is answered here (HTTP 4xx, then close); an acceptance hands the socket, with the
 bytes read so far, to a ``picows`` protocol whose hook returns the decision already made.
 
-The frame path then costs no task and no future per message while a connection is busy:
-``Connection`` runs its coroutines (``opened``, ``received`` per message, ``ended``) one at
-a time, in order, on one task that lives as long as there is work queued.
+The frame path then costs no task while a connection is idle: a message is first offered to
+``Connection.take`` (synchronous; the OCPP side answers most CALLs from a done callback of
+the group commit), else ``Connection`` runs its coroutines (``opened``, ``received`` per
+message, ``ended``) one at a time, in order, on one task that lives as long as there is
+work queued.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ _TEXT, _BINARY, _CONTINUATION, _CLOSE = (
 )
 _CLOSE_CODES = {code.value: code for code in WSCloseCode}
 _GONE = object()  # queued after the last message: the connection ended
+_TAKEN = object()  # in place of a task: a message ``take`` took is not done yet
 
 
 class _QuietLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -137,7 +140,7 @@ class Connection(WSListener):
         self.server: WebSocketServer | None = None
         self.subprotocol: str | None = None  # as agreed at the upgrade
         self._queue: deque[Any] | None = None  # made when a message waits for another
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | object | None = None  # or _TAKEN
         self._parts: list[bytes] | None = None  # a fragmented message being put together
         self._parts_type = _TEXT
         self._parts_size = 0
@@ -158,6 +161,22 @@ class Connection(WSListener):
 
     async def ended(self) -> None:
         """The socket is gone (after the last message was handled)."""
+
+    def take(self, message: str | bytes) -> Any:
+        """A text message on an idle connection, first offered here, synchronously: None
+        means it was taken (no task made) and the connection stays busy until ``resume``;
+        anything else is handed to ``received`` on a task. Must not raise."""
+        return message
+
+    def resume(self) -> None:
+        """What ``take`` took is done: the next message queued runs."""
+        queue = self._queue
+        if not queue:
+            self._task = None
+            return
+        item = queue.popleft()
+        self._task = self._loop.create_task(self._run(item), context=self._context)
+        self._resume_reading(queue)
 
     # -- sending and closing ---------------------------------------------------------------
 
@@ -228,7 +247,11 @@ class Connection(WSListener):
                 self._fail(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
                 return
             if self._task is None:  # the common case, inlined: an idle connection
-                self._task = self._loop.create_task(self._run(message), context=self._context)
+                item = self.take(message)
+                if item is None:
+                    self._task = _TAKEN
+                else:
+                    self._task = self._loop.create_task(self._run(item), context=self._context)
             else:
                 self._push(message)
             return
@@ -342,10 +365,13 @@ class Connection(WSListener):
                 self._task = None
                 return
             item = queue.popleft()
-            if self._paused_reading and len(queue) <= QUEUE_LOW:
-                self._paused_reading = False
-                if self.transport is not None and not self.transport.is_disconnected:
-                    self.transport.underlying_transport.resume_reading()
+            self._resume_reading(queue)
+
+    def _resume_reading(self, queue: deque[Any]) -> None:
+        if self._paused_reading and len(queue) <= QUEUE_LOW:
+            self._paused_reading = False
+            if self.transport is not None and not self.transport.is_disconnected:
+                self.transport.underlying_transport.resume_reading()
 
 
 def _reason(reason: str) -> str:
@@ -480,7 +506,7 @@ class WebSocketServer:
         self.stop_accepting()
         connections = list(self.connections)
         await asyncio.gather(*(c.close(code, reason) for c in connections))
-        tasks = [c._task for c in connections if c._task is not None]
+        tasks = [c._task for c in connections if isinstance(c._task, asyncio.Task)]
         if tasks:
             await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
 
