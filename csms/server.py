@@ -12,6 +12,9 @@ completed without the header and is then closed (3.1.2).
 Frames are handled one at a time per connection: parse (``frames.py``), hand the CALL to the
 hub (which commits before it returns), write the reply. Nothing here raises at the peer: a
 bad frame is a CALLERROR and the socket stays up (4.2.3).
+
+The WebSocket layer is ``csms/transport.py`` (``picows``): the upgrade is decided here by a
+coroutine (store lookup, scrypt off the loop), the frames then cost no task per message.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import http
 import logging
 from collections.abc import Awaitable, Callable
@@ -29,10 +31,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from csms import handshake_security as security
 from csms.config import OcppSettings
@@ -51,6 +49,7 @@ from csms.protocol.frames import (
     parse_frame,
 )
 from csms.protocol.timefmt import format_timestamp
+from csms.transport import Accept, Connection, Refuse, Request, WebSocketServer
 from storage.records import ChargerRegistration
 
 log = logging.getLogger(__name__)
@@ -69,6 +68,7 @@ class Identity:
     charger_id: str
     registration: ChargerRegistration | None  # None: unknown, registered on connect
     security_profile: int
+    remote_address: str | None
 
 
 def charger_id_from_path(path: str) -> str | None:
@@ -94,8 +94,8 @@ def valid_charger_id(charger_id: str) -> bool:
     )
 
 
-def basic_credentials(headers: Headers) -> tuple[str, str] | None:
-    header = headers.get("Authorization")
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """The (user, password) of an HTTP Basic ``Authorization`` value; None if it is none."""
     if not header:
         return None
     scheme, _, value = header.partition(" ")
@@ -117,7 +117,7 @@ class OcppServer:
         self.settings = settings
         self.metrics = metrics
         self._verified = VerifiedCache()
-        self._server: Server | None = None
+        self._server: WebSocketServer | None = None
         # Told of each CALL answered with a result, once the answer is out (e.g. a signed
         # certificate follows an accepted SignCertificate: csms/certificates.py).
         self.after_reply: list[Callable[[str, Call, Any], Awaitable[None]]] = []
@@ -134,74 +134,56 @@ class OcppServer:
 
     async def start(self) -> None:
         ssl_context = security.server_context(self.settings)
-        self._server = await serve(
-            self._handler,
-            self.settings.host,
-            self.settings.port,
-            process_request=self._process_request,
-            select_subprotocol=_select_subprotocol,
-            subprotocols=[SUBPROTOCOL],
-            compression=None,  # OCPP-J 5.1; and it nearly triples memory per idle socket
+        # No compression (OCPP-J 5.1; it would also nearly triple memory per idle socket):
+        # none is offered back, whatever the client asks.
+        self._server = WebSocketServer(
+            self._decide,
+            server_header="chargehook",
             ping_interval=PING_INTERVAL,
             ping_timeout=PING_TIMEOUT,
-            max_size=MAX_FRAME_BYTES,
-            server_header="chargehook",
-            ssl=ssl_context,
+            max_message=MAX_FRAME_BYTES,
         )
+        await self._server.start(self.settings.host, self.settings.port, ssl=ssl_context)
 
     async def close(self) -> None:
         if self._server is None:
             return
-        self._server.close(close_connections=False)
+        self._server.stop_accepting()
         await self.hub.close_all("shutdown")
-        self._server.close()
-        await self._server.wait_closed()
+        await self._server.close(1001, "server shutting down")
 
     def forget_password(self, charger_id: str) -> None:
         self._verified.forget(charger_id)
 
     # -- handshake ------------------------------------------------------------------------
 
-    async def _process_request(
-        self, connection: ServerConnection, request: Request
-    ) -> Response | None:
-        offered = request.headers.get_all("Sec-WebSocket-Protocol")
-        if offered and not any(value.strip() for value in offered):
-            # An empty offer is no offer: complete the handshake without the header and
-            # close, as for any unsupported offer (OCPP-J 1.6, 3.1.2), rather than a 400.
-            del request.headers["Sec-WebSocket-Protocol"]
+    async def _decide(self, request: Request, transport: asyncio.BaseTransport) -> Refuse | Accept:
+        peer = _peer(transport.get_extra_info("peername"))
         charger_id = charger_id_from_path(request.path)
         if charger_id is None:
             log.info(
                 "refused upgrade from %s: HTTP 404, path %.100r is not /ocpp/{chargerId}",
-                _peer(connection),
+                peer,
                 request.path,
             )
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "expected /ocpp/{chargerId}\n")
+            return Refuse(http.HTTPStatus.NOT_FOUND, "expected /ocpp/{chargerId}\n")
         registration = await self.hub.store.get_registration(charger_id)
         if registration is None and not self.settings.allow_unknown_chargers:
-            log.info(
-                "refused charger %r from %s: HTTP 404, not registered",
-                charger_id,
-                _peer(connection),
-            )
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "unknown charger\n")
+            log.info("refused charger %r from %s: HTTP 404, not registered", charger_id, peer)
+            return Refuse(http.HTTPStatus.NOT_FOUND, "unknown charger\n")
         # Profile 3: a client certificate is the credential (csms/handshake_security.py).
-        names = security.client_common_names(connection.transport)
+        names = security.client_common_names(transport)
         denied = security.certificate_refusal(charger_id, names)
         basic = False
         if denied is None and names is None and registration and registration.password_hash:
             refusal = await self._authenticate(charger_id, registration.password_hash, request)
             if refusal is not None:
-                log.info(
-                    "refused charger %r from %s: HTTP 401, %s",
-                    charger_id,
-                    _peer(connection),
-                    refusal,
+                log.info("refused charger %r from %s: HTTP 401, %s", charger_id, peer, refusal)
+                return Refuse(
+                    http.HTTPStatus.UNAUTHORIZED,
+                    "unauthorized\n",
+                    (("WWW-Authenticate", 'Basic realm="chargehook", charset="UTF-8"'),),
                 )
-                response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "unauthorized\n")
-                response.headers["WWW-Authenticate"] = 'Basic realm="chargehook", charset="UTF-8"'
-                return response
             basic = True
         profile = security.achieved_profile(
             certificate=names is not None, basic=basic, tls=self.settings.tls
@@ -211,21 +193,29 @@ class OcppServer:
             log.info(
                 "refused charger %r from %s: HTTP %d, %s",
                 charger_id,
-                _peer(connection),
+                peer,
                 denied.status,
                 denied.reason,
             )
-            return connection.respond(denied.status, f"{denied.status.phrase.lower()}\n")
-        connection.chargehook_identity = Identity(charger_id, registration, profile)  # type: ignore[attr-defined]
-        return None
+            return Refuse(denied.status, f"{denied.status.phrase.lower()}\n")
+        # An empty offer is no offer: the handshake completes without the header and the
+        # socket is then closed, as for any unsupported offer (OCPP-J 1.6, 3.1.2).
+        offered = {
+            token.strip()
+            for value in request.get_all("Sec-WebSocket-Protocol")
+            for token in value.split(",")
+        }
+        subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+        identity = Identity(charger_id, registration, profile, peer)
+        return Accept(_Session(self, identity), subprotocol)
 
     async def _authenticate(self, charger_id: str, stored: str, request: Request) -> str | None:
         """None when the Basic credentials are the charger's; else why not, for the log
         (an operator tells a charger with no password set from one with the wrong one)."""
-        header = request.headers.get("Authorization")
+        header = request.get("Authorization")
         if not header:
             return "no Authorization header (no password sent)"
-        credentials = basic_credentials(request.headers)
+        credentials = basic_credentials(header)
         if credentials is None:
             return "Authorization is not valid HTTP Basic"
         if credentials[0] != charger_id:
@@ -239,55 +229,11 @@ class OcppServer:
             return None
         return "wrong password"
 
-    # -- connection -----------------------------------------------------------------------
+    # -- frames ---------------------------------------------------------------------------
 
-    async def _handler(self, connection: ServerConnection) -> None:
-        identity: Identity = connection.chargehook_identity  # type: ignore[attr-defined]
-        charger_id = identity.charger_id
-        set_log_context(chargerId=charger_id)  # every line logged for this charger carries it
-        if connection.subprotocol != SUBPROTOCOL:
-            # OCPP-J 1.6, 3.1.2: complete the handshake without the header, then close.
-            log.info("%s: closing, no supported subprotocol offered", charger_id)
-            await connection.close(1002, "subprotocol ocpp1.6 required")
-            return
-        registration = identity.registration
-        new_registration = None
-        if registration is None:
-            stamp = format_timestamp(self.hub.clock())
-            new_registration = ChargerRegistration(
-                id=charger_id,
-                password_hash=None,
-                description="",
-                registration_policy="Accepted",
-                created_at=stamp,
-                updated_at=stamp,
-                # One that came with a client certificate keeps needing one.
-                security_profile=3 if identity.security_profile == 3 else 0,
-            )
-        session = _Session(connection, charger_id)
-        await self.hub.attach(
-            charger_id,
-            session,
-            remote_address=_peer(connection),
-            security_profile=identity.security_profile,
-            registration=new_registration,
-        )
-        log.info("%s: connected from %s", charger_id, _peer(connection))
-        try:
-            async for message in connection:
-                await self._on_message(session, message)
-        except ConnectionClosed:
-            pass
-        finally:
-            reason, code = _close_reason(connection)
-            log.info("%s: disconnected (%s, code %s)", charger_id, reason, code)
-            await asyncio.shield(
-                self.hub.detach(charger_id, session, reason=reason, close_code=code)
-            )
-
-    async def _on_message(self, session: _Session, message: str | bytes) -> None:
+    async def on_message(self, session: _Session, message: str | bytes | Call) -> None:
         received = perf_counter()
-        frame = parse_frame(message)
+        frame = message if isinstance(message, Call) else parse_frame(message)
         if isinstance(frame, Call):
             answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             try:
@@ -298,20 +244,22 @@ class OcppServer:
             except Exception:
                 log.exception("%s: failed to handle %s", session.charger_id, frame.action)
                 reply = INTERNAL_ERROR
+            # A reply lost with its socket is re-sent by the charger (OCPP 1.6, 4.8).
             if isinstance(reply, Reject):
-                await session.send(
+                session.send_text(
                     encode_call_error(
                         frame.unique_id, reply.error_code, reply.description, reply.details
                     )
                 )
                 result: str = reply.error_code
             else:
-                await session.send(encode_call_result(frame.unique_id, reply))
+                session.send_text(encode_call_result(frame.unique_id, reply))
                 result = OK
                 for hook in self.after_reply:
                     await hook(session.charger_id, frame, reply)
             if self.metrics is not None:
                 self.metrics.ocpp_call(frame.action, result, perf_counter() - received)
+            await session.writable()  # the next frame waits while the peer is not reading
         elif isinstance(frame, FrameError):
             log.warning(
                 "%s: bad frame (%s: %s): %.200r",
@@ -338,22 +286,111 @@ class OcppServer:
             await self.hub.on_charger_answer(session.charger_id, frame)
 
 
-class _Session:
-    """The hub's handle on one live socket."""
+class _Session(Connection):
+    """One charger's socket: the hub's handle on it (``send``, ``close``), and its life from
+    the upgrade (attached to the hub) to its end (detached)."""
 
-    def __init__(self, connection: ServerConnection, charger_id: str) -> None:
-        self.connection = connection
-        self.charger_id = charger_id
+    def __init__(self, server: OcppServer, identity: Identity) -> None:
+        super().__init__()
+        self.ocpp = server
+        self.identity = identity
+        self.charger_id = identity.charger_id
         self.closed_by_server = False
+        self.attached = False
 
     async def send(self, text: str) -> None:
-        # A reply lost with its socket is re-sent by the charger (OCPP 1.6, 4.8).
-        with contextlib.suppress(ConnectionClosed):
-            await self.connection.send(text)
+        # A message lost with its socket: a reply is re-sent by the charger (OCPP 1.6, 4.8),
+        # a CALL of ours times out in the dispatcher.
+        self.send_text(text)
+        await self.writable()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed_by_server = True
-        await self.connection.close(code, reason)
+        await super().close(code, reason)
+
+    async def opened(self) -> None:
+        identity, hub = self.identity, self.ocpp.hub
+        charger_id = self.charger_id
+        set_log_context(chargerId=charger_id)  # every line logged for this charger carries it
+        if self.subprotocol != SUBPROTOCOL:
+            # OCPP-J 1.6, 3.1.2: complete the handshake without the header, then close.
+            log.info("%s: closing, no supported subprotocol offered", charger_id)
+            await self.close(1002, "subprotocol ocpp1.6 required")
+            return
+        new_registration = None
+        if identity.registration is None:
+            stamp = format_timestamp(hub.clock())
+            new_registration = ChargerRegistration(
+                id=charger_id,
+                password_hash=None,
+                description="",
+                registration_policy="Accepted",
+                created_at=stamp,
+                updated_at=stamp,
+                # One that came with a client certificate keeps needing one.
+                security_profile=3 if identity.security_profile == 3 else 0,
+            )
+        self.attached = True
+        await hub.attach(
+            charger_id,
+            self,
+            remote_address=identity.remote_address,
+            security_profile=identity.security_profile,
+            registration=new_registration,
+        )
+        log.info("%s: connected from %s", charger_id, identity.remote_address)
+
+    async def received(self, message: str | bytes | Call) -> None:
+        if self.attached:
+            await self.ocpp.on_message(self, message)
+
+    def take(self, message: str | bytes) -> Any:
+        """A CALL the hub can answer without awaiting (``ChargerHub.answer_now``) is handled
+        with no task: the reply goes out from the commit's done callback, then the next
+        message runs. Else the parsed CALL (or the message) goes the awaiting way."""
+        ocpp = self.ocpp
+        if not self.attached or ocpp.after_reply or self._writable is not None:
+            return message
+        frame = parse_frame(message)
+        if not isinstance(frame, Call):
+            return message
+        received = perf_counter()
+        try:
+            taken = ocpp.hub.answer_now(
+                self.charger_id, frame, lambda reply: self._answered(frame, reply, received)
+            )
+        except Exception:
+            log.exception("%s: failed to handle %s", self.charger_id, frame.action)
+            taken = False
+        return None if taken else frame
+
+    def _answered(self, call: Call, reply: Any, received: float) -> None:
+        try:
+            # A reply lost with its socket is re-sent by the charger (OCPP 1.6, 4.8).
+            if isinstance(reply, Reject):
+                self.send_text(
+                    encode_call_error(
+                        call.unique_id, reply.error_code, reply.description, reply.details
+                    )
+                )
+                result: str = reply.error_code
+            else:
+                self.send_text(encode_call_result(call.unique_id, reply))
+                result = OK
+            metrics = self.ocpp.metrics
+            if metrics is not None:
+                metrics.ocpp_call(call.action, result, perf_counter() - received)
+        except Exception:
+            log.exception("%s: failed to answer %s", self.charger_id, call.action)
+        finally:
+            self.resume()
+
+    async def ended(self) -> None:
+        if not self.attached:
+            return
+        reason, code = self.close_info()
+        log.info("%s: disconnected (%s, code %s)", self.charger_id, reason, code)
+        await self.ocpp.hub.detach(self.charger_id, self, reason=reason, close_code=code)
 
 
 def _readable(message: str | bytes) -> Any:
@@ -365,19 +402,7 @@ def _readable(message: str | bytes) -> Any:
         return text
 
 
-def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> str | None:
-    return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
-
-
-def _close_reason(connection: ServerConnection) -> tuple[str, int | None]:
-    received = connection.protocol.close_rcvd
-    if received is not None:
-        return "closed", received.code
-    return "lost", connection.protocol.close_code
-
-
-def _peer(connection: ServerConnection) -> str | None:
-    address: Any = connection.remote_address
+def _peer(address: Any) -> str | None:
     if isinstance(address, tuple) and address:
         return f"{address[0]}:{address[1]}"
     return None
