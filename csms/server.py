@@ -245,16 +245,9 @@ class OcppServer:
                 log.exception("%s: failed to handle %s", session.charger_id, frame.action)
                 reply = INTERNAL_ERROR
             # A reply lost with its socket is re-sent by the charger (OCPP 1.6, 4.8).
-            if isinstance(reply, Reject):
-                session.send_text(
-                    encode_call_error(
-                        frame.unique_id, reply.error_code, reply.description, reply.details
-                    )
-                )
-                result: str = reply.error_code
-            else:
-                session.send_text(encode_call_result(frame.unique_id, reply))
-                result = OK
+            text, result = encode_reply(frame.unique_id, reply)
+            session.send_text(text)
+            if result == OK:
                 for hook in self.after_reply:
                     await hook(session.charger_id, frame, reply)
             if self.metrics is not None:
@@ -367,16 +360,8 @@ class _Session(Connection):
     def _answered(self, call: Call, reply: Any, received: float) -> None:
         try:
             # A reply lost with its socket is re-sent by the charger (OCPP 1.6, 4.8).
-            if isinstance(reply, Reject):
-                self.send_text(
-                    encode_call_error(
-                        call.unique_id, reply.error_code, reply.description, reply.details
-                    )
-                )
-                result: str = reply.error_code
-            else:
-                self.send_text(encode_call_result(call.unique_id, reply))
-                result = OK
+            text, result = encode_reply(call.unique_id, reply)
+            self.send_text(text)
             metrics = self.ocpp.metrics
             if metrics is not None:
                 metrics.ocpp_call(call.action, result, perf_counter() - received)
@@ -391,6 +376,14 @@ class _Session(Connection):
         reason, code = self.close_info()
         log.info("%s: disconnected (%s, code %s)", self.charger_id, reason, code)
         await self.ocpp.hub.detach(self.charger_id, self, reason=reason, close_code=code)
+
+
+def encode_reply(unique_id: str, reply: Any) -> tuple[str, str]:
+    """The frame answering a CALL, and its result for the metrics: OK or the error code."""
+    if isinstance(reply, Reject):
+        text = encode_call_error(unique_id, reply.error_code, reply.description, reply.details)
+        return text, reply.error_code
+    return encode_call_result(unique_id, reply), OK
 
 
 def _readable(message: str | bytes) -> Any:
