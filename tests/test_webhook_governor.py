@@ -3,11 +3,22 @@ loop that runs the probe when told)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
 
-from webhooks.governor import LAG_BUSY, TICK, Governor, pressing
+from tests.test_webhook_poster import endpoint, post, poster, site
+from webhooks.governor import (
+    CLIENT_THREAD_NAMES,
+    LAG_BUSY,
+    TICK,
+    DeliveryCpu,
+    Governor,
+    _threads_named,
+    pressing,
+)
 
 
 def test_the_host_presses_only_when_its_loop_is_behind_and_the_server_saturated():
@@ -81,3 +92,36 @@ def test_it_lets_go_when_the_host_keeps_up():
     assert g.pause() == 0.0 and not g.pressed
     h.run(TICK * 0.9, host=0.3, own=0.7)
     assert g.pause() == 0.0
+
+
+def test_delivery_cpu_counts_the_http_clients_threads() -> None:
+    """A thread named as the HTTP client names its runtime thread counts as delivery's CPU
+    (measured on the calling thread, which did not run it)."""
+    spun, release = threading.Event(), threading.Event()
+
+    def client_thread() -> None:
+        tid = threading.get_native_id()
+        with open(f"/proc/self/task/{tid}/comm", "w") as comm:
+            comm.write("pyreqwest")
+        while time.thread_time() < 0.1:
+            pass
+        spun.set()
+        release.wait(10)
+
+    thread = threading.Thread(target=client_thread)
+    thread.start()
+    try:
+        assert spun.wait(10)
+        measured = DeliveryCpu()() - time.thread_time()
+        assert measured >= 0.1
+    finally:
+        release.set()
+        thread.join(10)
+
+
+async def test_the_http_client_runs_in_a_thread_the_governor_finds() -> None:
+    """If pyreqwest ever names its thread otherwise, the governor would miss its CPU."""
+    async with site() as receiver, poster() as p:
+        result = await post(p, endpoint(f"http://127.0.0.1:{receiver.port}/hook"))
+        assert result.status_code == 204
+        assert _threads_named(CLIENT_THREAD_NAMES)
