@@ -759,7 +759,7 @@ def revision() -> dict[str, Any]:
         try:
             return subprocess.run(
                 ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
+            ).stdout.rstrip()  # not strip(): a status line starts with a space (" M path")
         except (OSError, subprocess.SubprocessError):
             return ""
 
