@@ -126,13 +126,13 @@ class Checkpointer:
                     continue
                 seen = commits
                 try:
-                    busy, log, copied = connection.execute(
+                    busy, wal_pages, copied = connection.execute(
                         "PRAGMA wal_checkpoint(PASSIVE)"
                     ).fetchone()
                 except sqlite3.Error:
                     log.exception("background checkpoint failed")
                     continue
-                if not busy and log == copied:
+                if not busy and wal_pages == copied:
                     self.passes += 1
         finally:
             connection.close()

@@ -15,10 +15,10 @@ work). Saturated: the host's and this engine's threads used ``SATURATED`` of a c
 (they share the interpreter's lock), or the whole process that much of the cores it may use
 (the CPU clocks of the two threads and of the process). While the host presses, the
 dispatcher starts no new POST once delivery (its thread and the HTTP client's) has used
-``SHARE`` of the tick; the next
-tick lets it go on. Answers to POSTs already on their way are still recorded (that work
-counts against the next tick). Delivery is never held below its share, and not at all when
-the host keeps up: then it catches up. ``held`` adds up the time it gave way.
+``SHARE`` of the tick; the next tick lets it go on. Answers to POSTs already on their way are
+still recorded (that work counts against the next tick). Delivery is never held below its
+share, and not at all when the host keeps up: then it catches up. ``held`` adds up the time
+it gave way.
 """
 
 from __future__ import annotations
