@@ -6,8 +6,7 @@ A/AAAA record must be global (not private, loopback, link-local, CGNAT, unique-l
 multicast, unspecified or reserved; addresses embedded in IPv4-mapped, 6to4 and Teredo
 IPv6 addresses are checked too). The check runs at registration and again when posting
 (``global_addresses``: the poster connects only to an address it returned), so a name that
-later resolves elsewhere (DNS rebinding) is refused. ``GuardedResolver`` does the same for
-an aiohttp client.
+later resolves elsewhere (DNS rebinding) is refused.
 """
 
 from __future__ import annotations
@@ -17,9 +16,6 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -110,12 +106,10 @@ async def check_target(url: str, *, allow_private: bool) -> Target:
     if literal is not None:
         refuse_non_global(target.host, [str(literal)])
         return target
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        await global_addresses(target.host, target.port)
     except OSError as exc:
         raise TargetError(f"host {target.host} does not resolve: {exc}") from None
-    refuse_non_global(target.host, [str(info[4][0]) for info in infos])
     return target
 
 
@@ -126,27 +120,3 @@ async def global_addresses(host: str, port: int) -> list[str]:
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     refuse_non_global(host, addresses)
     return addresses
-
-
-class GuardedResolver(AbstractResolver):
-    """aiohttp resolver that refuses a host when any of its addresses is not global.
-
-    aiohttp connects to the addresses this returns, so what was checked is what is used.
-    IP literals never reach a resolver; the engine checks those before posting.
-    """
-
-    def __init__(self) -> None:
-        self._inner = ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        try:
-            refuse_non_global(host, [r["host"] for r in results])
-        except TargetError as exc:
-            raise OSError(str(exc)) from None
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
