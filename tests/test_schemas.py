@@ -508,3 +508,71 @@ def test_rule_to_error_code(
 
 def test_compiled_once() -> None:
     assert schemas._compiled("MeterValues") is schemas._compiled("MeterValues")
+
+
+def _instance(node: Any, rng: Any, depth: int = 0) -> Any:
+    """A value shaped by the schema ``node``, sometimes a little wrong (a key missing or
+    added, a wrong type, an enum value misspelt, a bad date): for the predicate below."""
+    if rng.random() < 0.03:
+        return rng.choice([None, True, 1, 1.5, "x", [], {}, "2026-13-01T00:00:00Z"])
+    kind = node.get("type") if isinstance(node, dict) else None
+    if kind == "object":
+        out = {}
+        for key, child in (node.get("properties") or {}).items():
+            wanted = key in (node.get("required") or ()) or rng.random() < 0.5
+            if wanted and rng.random() > 0.02:
+                out[key] = _instance(child, rng, depth + 1)
+        if rng.random() < 0.03:
+            out["unexpected"] = 1
+        return out
+    if kind == "array":
+        low = node.get("minItems", 0)
+        count = rng.randint(max(0, low - (rng.random() < 0.05)), low + 2)
+        return [_instance(node.get("items") or {}, rng, depth + 1) for _ in range(count)]
+    if kind == "string":
+        if "enum" in node:
+            value = rng.choice(node["enum"])
+            return value + "x" if rng.random() < 0.03 else value
+        if node.get("format") == "date-time":
+            return rng.choice([NOW, "2026-02-06T14:30:00+02:00", "2026-02-06", "yesterday"])
+        limit = node.get("maxLength", 30)
+        return "a" * rng.randint(0, limit + (rng.random() < 0.05))
+    if kind == "integer":
+        return rng.choice([0, 1, -3, 2**40, True, 1.0])
+    if kind == "number":
+        return rng.choice([0, 1.5, -2, True, "1"])
+    if kind == "boolean":
+        return rng.choice([True, False, 0])
+    return rng.choice([None, 1, "x"])
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_ACTIONS | {f"{a}Response" for a in KNOWN_ACTIONS}))
+def test_conformance_predicate_never_admits_a_violation(name: str) -> None:
+    """The fast predicate may refuse a valid payload (fastjsonschema then decides), but
+    what it admits must pass fastjsonschema; and the usual payloads take the fast way."""
+    import random
+
+    schema = schemas._compiled(name)
+    if schema.conforms is None:
+        return
+    rng = random.Random(name)
+    definition = schemas._definition(name)
+    admitted = 0
+    for _ in range(400):
+        value = _instance(definition, rng)
+        if schema.conforms(value):
+            admitted += 1
+            schema.check(value)  # raises if the predicate was wrong
+    assert admitted > 0
+
+
+def test_meter_values_take_the_fast_way() -> None:
+    conforms = schemas._compiled("MeterValues").conforms
+    assert conforms is not None and conforms(METER_VALUES)
+    wrong = copy.deepcopy(METER_VALUES)
+    wrong["meterValue"][0]["sampledValue"][0]["unit"] = "kwh"
+    assert not conforms(wrong)
+    violation = validate_request("MeterValues", wrong)
+    assert violation is not None
+    assert violation.error_code == PROPERTY
+    assert violation.field == "meterValue[0].sampledValue[0].unit"

@@ -195,10 +195,12 @@ _Pattern = tuple[str, ...]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Schema:
-    """A compiled schema, and the decimal ``multipleOf`` checks taken out of it."""
+    """A compiled schema, and the decimal ``multipleOf`` checks taken out of it; ``conforms``
+    (None for a schema it cannot decide) says True only of payloads ``check`` passes."""
 
     check: Callable[[Any], Any]
     multiples: tuple[tuple[_Pattern, Decimal], ...]
+    conforms: Callable[[Any], bool] | None = None
 
 
 def _validate(action: str, name: str, payload: dict[str, Any]) -> Violation | None:
@@ -209,6 +211,8 @@ def _validate(action: str, name: str, payload: dict[str, Any]) -> Violation | No
             description=f"unknown action {action!r}",
         )
     schema = _compiled(name)
+    if schema.conforms is not None and schema.conforms(payload):
+        return None  # the common case; fastjsonschema below only names what is wrong
     try:
         schema.check(payload)
     except fastjsonschema.JsonSchemaValueException as exc:
@@ -235,7 +239,130 @@ def _compiled(name: str) -> _Schema:
     multiples: list[tuple[_Pattern, Decimal]] = []
     _take_decimal_multiples(definition, (), multiples)
     check = fastjsonschema.compile(definition, formats={"date-time": _date_time}, use_default=False)
-    return _Schema(check=check, multiples=tuple(multiples))
+    conforms = None if multiples else _conformance(definition)
+    return _Schema(check=check, multiples=tuple(multiples), conforms=conforms)
+
+
+# Keywords that say nothing about a payload.
+_ANNOTATIONS = frozenset({"$schema", "$id", "id", "title", "description", "javaType"})
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def _conformance(node: Any) -> Callable[[Any], bool] | None:
+    """A predicate that is True only of values the schema ``node`` admits, or None if the
+    node uses a keyword not handled here (``$ref``, ``multipleOf``, ...).
+
+    Why: the code ``fastjsonschema`` generates checks an enum with a chain of ``==`` and
+    copies every object's keys into a set; for a MeterValues it was the largest single cost
+    of the core. The predicate is stricter than the schema where that is simpler (exact
+    types: no ``bool`` for ``integer``, no subclasses), never looser: a payload it refuses
+    goes to ``fastjsonschema``, which decides, and names the violation.
+    """
+    if not isinstance(node, dict) or not isinstance(node.get("type"), str):
+        return None
+    kind = node["type"]
+    types = _TYPES.get(kind)
+    rules = set(node) - _ANNOTATIONS - {"type"}
+    if types is None:
+        return None
+    if kind == "object":
+        if not rules <= {"properties", "required", "additionalProperties"}:
+            return None
+        return _object_conformance(node)
+    if kind == "array":
+        if not rules <= {"items", "minItems", "maxItems"}:
+            return None
+        return _array_conformance(node)
+    # additionalProperties is about objects only: on a scalar it admits every value.
+    rules.discard("additionalProperties")
+    if kind != "string":
+        if rules:
+            return None
+        return lambda value: type(value) in types
+    if not rules <= {"enum", "maxLength", "minLength", "format"}:
+        return None
+    enum = node.get("enum")
+    if enum is not None and not all(isinstance(e, str) for e in enum):
+        return None
+    if node.get("format", "date-time") != "date-time":
+        return None
+    allowed = frozenset(enum) if enum is not None else None
+    longest = node.get("maxLength")
+    shortest = node.get("minLength", 0)
+    dated = "format" in node
+
+    def string(value: Any) -> bool:
+        return (
+            type(value) is str
+            and (allowed is None or value in allowed)
+            and (longest is None or len(value) <= longest)
+            and len(value) >= shortest
+            and (not dated or _date_time(value))
+        )
+
+    return string
+
+
+def _object_conformance(node: dict[str, Any]) -> Callable[[Any], bool] | None:
+    properties: dict[str, Callable[[Any], bool]] = {}
+    for key, child in (node.get("properties") or {}).items():
+        check = _conformance(child)
+        if check is None:
+            return None
+        properties[key] = check
+    extra = node.get("additionalProperties", True)
+    if extra not in (True, False):
+        return None  # a schema for the additional properties
+    closed = extra is False
+    required = tuple(node.get("required") or ())
+
+    def obj(value: Any) -> bool:
+        if type(value) is not dict:
+            return False
+        for key in required:
+            if key not in value:
+                return False
+        for key, item in value.items():
+            check = properties.get(key)
+            if check is None:
+                if closed:
+                    return False
+            elif not check(item):
+                return False
+        return True
+
+    return obj
+
+
+def _array_conformance(node: dict[str, Any]) -> Callable[[Any], bool] | None:
+    items = node.get("items")
+    check = None
+    if items is not None:
+        check = _conformance(items)
+        if check is None:
+            return None
+    shortest = node.get("minItems", 0)
+    longest = node.get("maxItems")
+
+    def array(value: Any) -> bool:
+        if type(value) is not list or len(value) < shortest:
+            return False
+        if longest is not None and len(value) > longest:
+            return False
+        if check is not None:
+            for item in value:
+                if not check(item):
+                    return False
+        return True
+
+    return array
 
 
 def _definition(name: str) -> dict[str, Any]:
