@@ -4,7 +4,7 @@ parameters, the grouping of a batch by statement, and the readers of result rows
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiosqlite
@@ -148,23 +148,10 @@ _DELETE_SQL = {
 
 
 def statement_of(record: Record | Delete | Statement) -> tuple[str, tuple[Any, ...]]:
-    match record:  # the most frequent first: each case is an isinstance check
-        case Event():
-            e = record
-            params = (e.id, e.type, e.charger_id, e.sequence, e.timestamp, dumps(e.data))
-        case TransactionProgress():
-            p = record
-            params = (dumps(p.last_meter), p.energy_wh, p.updated_at, p.id)
-        case MeterSample():
-            m = record
-            params = (
-                m.charger_id,
-                m.connector_id,
-                m.transaction_id,
-                m.timestamp,
-                m.digest,
-                dumps(m.sampled_value),
-            )
+    make = _HOT.get(type(record))
+    if make is not None:  # the rows of every MeterValues
+        return make(record)
+    match record:  # each case is an isinstance check
         case Statement(sql=sql, params=params):
             return sql, params
         case Delete(table=table, key=key):
@@ -250,8 +237,40 @@ def statement_of(record: Record | Delete | Statement) -> tuple[str, tuple[Any, .
         case ChargerSetting():
             params = (record.charger_id, record.key, dumps(record.value), record.updated_at)
         case _:
+            for kind, make in _HOT.items():  # a subclass of a hot record
+                if isinstance(record, kind):
+                    return make(record)
             raise TypeError(f"cannot store {type(record).__name__}")
     return _SQL[type(record)], params
+
+
+def _event(e: Event) -> tuple[str, tuple[Any, ...]]:
+    return EVENT_INSERT, (e.id, e.type, e.charger_id, e.sequence, e.timestamp, dumps(e.data))
+
+
+def _progress(p: TransactionProgress) -> tuple[str, tuple[Any, ...]]:
+    return _SQL[TransactionProgress], (dumps(p.last_meter), p.energy_wh, p.updated_at, p.id)
+
+
+def _meter_sample(m: MeterSample) -> tuple[str, tuple[Any, ...]]:
+    params = (
+        m.charger_id,
+        m.connector_id,
+        m.transaction_id,
+        m.timestamp,
+        m.digest,
+        dumps(m.sampled_value),
+    )
+    return _SQL[MeterSample], params
+
+
+# The rows of every MeterValues, by exact type: one dict lookup instead of the match's
+# isinstance checks, and no call of ``statement_of`` in between (the same statements).
+_HOT: dict[type, Callable[[Any], tuple[str, tuple[Any, ...]]]] = {
+    Event: _event,
+    TransactionProgress: _progress,
+    MeterSample: _meter_sample,
+}
 
 
 def statements(units: Iterable[UnitOfWork]) -> list[tuple[str, list[tuple[Any, ...]]]]:
@@ -264,21 +283,37 @@ def statements(units: Iterable[UnitOfWork]) -> list[tuple[str, list[tuple[Any, .
     argument, so a batch with one is written in order instead (runs of the same statement
     still go together).
     """
-    writes = [w for unit in units for w in unit.writes]
-    if any(isinstance(w, Delete | Statement) for w in writes):
-        runs: list[tuple[str, list[tuple[Any, ...]]]] = []
-        for write in writes:
+    units = units if isinstance(units, list) else list(units)
+    hot = _HOT
+    grouped: dict[str, list[tuple[Any, ...]]] = {}
+    for unit in units:
+        for write in unit.writes:
+            make = hot.get(type(write))
+            if make is not None:
+                sql, params = make(write)
+            elif isinstance(write, Delete | Statement):
+                return _in_order(units)
+            else:
+                sql, params = statement_of(write)
+            rows = grouped.get(sql)
+            if rows is None:
+                grouped[sql] = [params]
+            else:
+                rows.append(params)
+    return list(grouped.items())
+
+
+def _in_order(units: list[UnitOfWork]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The rows in the order written, runs of the same statement together."""
+    runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for unit in units:
+        for write in unit.writes:
             sql, params = statement_of(write)
             if runs and runs[-1][0] == sql:
                 runs[-1][1].append(params)
             else:
                 runs.append((sql, [params]))
-        return runs
-    grouped: dict[str, list[tuple[Any, ...]]] = {}
-    for write in writes:
-        sql, params = statement_of(write)
-        grouped.setdefault(sql, []).append(params)
-    return list(grouped.items())
+    return runs
 
 
 def api_token(row: aiosqlite.Row) -> ApiToken:

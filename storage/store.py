@@ -183,7 +183,7 @@ class Store(ABC):
             for item in batch:
                 await self._write_batch([item])
             return
-        events = [event for unit, _ in batch for event in unit.events]
+        events = [w for unit, _ in batch for w in unit.writes if isinstance(w, Event)]
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
