@@ -58,6 +58,8 @@ STORE_AWAY = Reject(
 )
 
 
+NO_LOOKUPS = Lookups()  # frozen: shared by every CALL answered without a lookup
+
 INTERNAL_ERROR = Reject(
     error_code=ErrorCode.INTERNAL_ERROR,
     description="the central system could not process this message",
@@ -305,7 +307,7 @@ class ChargerHub:
         try:
             now = self.clock()
             outcome = core.handle(
-                before, call, Lookups(), now=now, ids=self.ids, settings=self.settings
+                before, call, NO_LOOKUPS, now=now, ids=self.ids, settings=self.settings
             )
             after, unit = core.finish(before, outcome, stamp=format_timestamp(now), ids=self.ids)
             if self.tracing:
@@ -364,7 +366,7 @@ class ChargerHub:
 
     async def _lookups(self, charger_id: str, request: LookupRequest) -> Lookups:
         if not request:
-            return Lookups()
+            return NO_LOOKUPS
         id_tag = await self.store.get_id_tag(request.id_tag) if request.id_tag else None
         transaction = None
         if request.transaction_id is not None:

@@ -81,24 +81,31 @@ __all__ = [
 # -- entry points -------------------------------------------------------------------------
 
 
+_NOTHING = LookupRequest()  # frozen: one for every CALL that needs nothing
+
+
 def lookups_needed(snapshot: ChargerSnapshot, call: Call) -> LookupRequest:
     """What ``handle()`` will need from the store for this CALL (cheap; no validation)."""
     payload = call.payload
+    action = call.action
+    if action == "MeterValues":  # the most frequent by far: no id tag to look at
+        tx_id = payload.get("transactionId")
+        if is_int(tx_id) and tx_id > 0 and tx_id not in snapshot.active:
+            return LookupRequest(transaction_id=tx_id)
+        return _NOTHING
     id_tag = payload.get("idTag") if isinstance(payload.get("idTag"), str) else None
-    if call.action == "Authorize":
+    if action == "Authorize":
         return LookupRequest(id_tag=id_tag)
-    if call.action == "StartTransaction":
+    if action == "StartTransaction":
         key = transactions.start_key(payload)
         if key is not None and transactions.find_started(snapshot, key) is None:
             return LookupRequest(id_tag=id_tag, start_key=key)
         return LookupRequest(id_tag=id_tag)
-    if call.action in ("StopTransaction", "MeterValues"):
+    if action == "StopTransaction":
         tx_id = payload.get("transactionId")
         wanted = tx_id if is_int(tx_id) and tx_id > 0 and tx_id not in snapshot.active else None
-        return LookupRequest(
-            id_tag=id_tag if call.action == "StopTransaction" else None, transaction_id=wanted
-        )
-    return LookupRequest()
+        return LookupRequest(id_tag=id_tag, transaction_id=wanted)
+    return _NOTHING
 
 
 def handle(
