@@ -37,8 +37,11 @@ def format_timestamp(dt: datetime) -> str:
     last = _last
     if last is not None and last[0] is dt:
         return last[1]
-    utc = dt.astimezone(UTC) if dt.tzinfo is not None else dt
-    text = utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    if dt.tzinfo is UTC:  # the clock's own: no conversion, and the offset cut off
+        text = dt.isoformat(timespec="milliseconds")[:-6] + "Z"
+    else:
+        utc = dt.astimezone(UTC) if dt.tzinfo is not None else dt
+        text = utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
     _last = (dt, text)
     return text
 
