@@ -165,7 +165,8 @@ def _element_reading(sampled_values: Any) -> dict[str, float]:
             convert = spec.units.get(unit) if isinstance(unit, str) else None
             if convert is None:
                 continue
-            number = convert(number)
+            if convert is not _same:
+                number = convert(number)
         phase = sample.get("phase")
         if phase is not None:
             phase = _LINES.get(phase) if isinstance(phase, str) else None
@@ -178,7 +179,9 @@ def _element_reading(sampled_values: Any) -> dict[str, float]:
     for measurand, by_location in found.items():
         spec = _MEASURANDS[measurand]
         by_phase = by_location.get(_DEFAULT_LOCATION) or next(iter(by_location.values()))
-        reading[spec.key] = round(_combine(by_phase.items(), spec.combine), 3)
+        # The overall value wins (7.34, 7.43): taken straight, the usual case.
+        value = by_phase[None] if None in by_phase else _combine(by_phase.items(), spec.combine)
+        reading[spec.key] = round(value, 3)
     return reading
 
 
