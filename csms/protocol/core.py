@@ -57,7 +57,7 @@ from csms.protocol.transactions import (
     REMOTE_START_WINDOW,
     match_remote_start,
 )
-from storage.records import ChargerState, Connector, Event, UnitOfWork
+from storage.records import ChargerState, Connector, Delete, Event, Record, Statement, UnitOfWork
 
 # Re-exported: what callers of the core use from its parts.
 __all__ = [
@@ -171,11 +171,11 @@ def finish(
 ) -> tuple[ChargerSnapshot, UnitOfWork]:
     """The snapshot after the outcome, and the unit of work that makes it durable."""
     snapshot, events = seal(outcome.snapshot, outcome.events, stamp=stamp, ids=ids)
-    unit = UnitOfWork().put(*outcome.writes)
+    writes: list[Record | Delete | Statement] = [*outcome.writes]
     if snapshot.state is not before.state:
-        unit.put(persisted_state(snapshot))
-    unit.put(*events)
-    return snapshot, unit
+        writes.append(persisted_state(snapshot))
+    writes += events
+    return snapshot, UnitOfWork(writes)
 
 
 def persisted_state(snapshot: ChargerSnapshot) -> ChargerState:
