@@ -9,7 +9,7 @@ from typing import Any
 
 from csms.protocol.frames import ErrorCode
 from csms.protocol.state import JSON, ChargerSnapshot, CoreSettings, Ids, Lookups
-from storage.records import Record
+from storage.records import Record, slot_init
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,6 +21,7 @@ class Reject:
     details: JSON = field(default_factory=dict)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DomainEvent:
     """Something that happened to a charger; sealed into a stored ``Event`` by ``seal()``."""
@@ -29,6 +30,7 @@ class DomainEvent:
     data: JSON
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     snapshot: ChargerSnapshot
@@ -37,6 +39,7 @@ class Outcome:
     events: list[DomainEvent] = field(default_factory=list)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ctx:
     """What a handler knows besides the snapshot and the payload."""
