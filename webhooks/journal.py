@@ -9,14 +9,16 @@ The store may be away (``StoreUnavailable``). The engine's own bookkeeping (``ap
 kept and written once it is back, in the same order, so no delivery row, attempt or cursor is
 lost: the engine goes on delivering meanwhile, from memory. Such a failed flush may have been
 committed all the same (its COMMIT sent, the answer lost), and writing it twice would fail on
-its inserts; so each flush also writes a random token to ``webhook_counters``, and after a
-failure the token read back says whether it was. What a caller awaits (``write``: the admin
+its inserts; so each flush also writes a token of its own to ``webhook_counters`` (a random
+start per journal, then counted up: no ``os.urandom`` per flush), and after a failure the
+token read back says whether it was. What a caller awaits (``write``: the admin
 API) fails at once instead, as any request does while the store is away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 from collections.abc import Iterable
@@ -51,6 +53,8 @@ class Journal:
         self._mark = f"{FLUSH_MARK}:{node_id}"
         self._first = [] if first is None else [first]  # leads every flush (the lease lock)
         self._entries: list[_Entry] = []  # appended since the last flush began
+        # Flush tokens: unique within this journal, and (a random start) across restarts.
+        self._tokens = itertools.count(secrets.randbits(61))
         self._wakeup = asyncio.Event()
         self._closing = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="webhook-journal")
@@ -88,7 +92,7 @@ class Journal:
         """Write the entries in one unit, again and again while the store is away."""
         delay = RETRY_FIRST
         while True:
-            token = secrets.randbits(62)
+            token = next(self._tokens)
             writes = [write for entry in entries for write in entry.writes]
             unit = UnitOfWork(
                 writes=[
