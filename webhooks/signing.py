@@ -57,4 +57,6 @@ def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def signature_header(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    if len(keys) == 1:  # no secret being rotated: the usual case, without a generator
+        return signature(keys[0], msg_id, timestamp, body)
     return " ".join(signature(key, msg_id, timestamp, body) for key in keys)
