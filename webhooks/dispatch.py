@@ -195,7 +195,7 @@ class Dispatcher:
         for d in batch:
             self._scheduler.discard(d.delivery_id)
             writes += self._given_up(d, now)
-        self._ledger.append(writes)
+        self._ledger.add(writes)
         self.wake()
 
     def _given_up(self, d: Dispatch, now: float) -> list[Write]:
@@ -358,7 +358,7 @@ class Dispatcher:
             elif decision.failing_since != endpoint.failing_since:
                 healthier = dataclasses.replace(endpoint, failing_since=decision.failing_since)
                 self._registry.update(healthier, selection=False)
-        ledger.append(writes)
+        ledger.add(writes)
         self.wake()
         if body is not None:
             for attempt_observer in self._attempt_observers:

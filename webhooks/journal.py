@@ -36,7 +36,8 @@ Write = Statement | Event
 @dataclass(slots=True)
 class _Entry:
     writes: list[Write]
-    done: asyncio.Future[None]  # resolved when the writes are durable (or failed for good)
+    # Resolved when the writes are durable (or failed for good); None: nobody waits (``add``)
+    done: asyncio.Future[None] | None
     keep: bool  # kept through an outage and written when the store is back
 
 
@@ -66,6 +67,17 @@ class Journal:
         future = self._add(writes, keep=True)
         future.add_done_callback(_retrieve)
         return future
+
+    def add(self, writes: Iterable[Write]) -> None:
+        """``append`` for a caller that does not wait: no future, and what follows another
+        such add joins its entry (the engine records every answer this way: a future, its
+        callback and an entry per delivery were measurable)."""
+        entries = self._entries
+        if entries and entries[-1].done is None:
+            entries[-1].writes.extend(writes)
+        else:
+            entries.append(_Entry(list(writes), None, True))
+        self._wakeup.set()
 
     async def write(self, writes: Iterable[Write]) -> None:
         """Write and wait until durable; raises ``StoreUnavailable`` if the store is away
@@ -159,12 +171,13 @@ class Journal:
 
 def _settle(entries: list[_Entry], failure: Exception | None) -> None:
     for entry in entries:
-        if entry.done.done():
+        done = entry.done
+        if done is None or done.done():
             continue
         if failure is None:
-            entry.done.set_result(None)
+            done.set_result(None)
         else:
-            entry.done.set_exception(failure)
+            done.set_exception(failure)
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
