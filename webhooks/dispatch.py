@@ -186,8 +186,8 @@ class Dispatcher:
         """A task per POST, which takes itself out of ``_tasks`` when it ends (no done
         callback: one callback less per POST through the loop)."""
         self._posting[partition] = self._posting.get(partition, 0) + 1
-        task = asyncio.create_task(self._deliver(d, endpoint, found, started, partition, token))
-        self._tasks.add(task)
+        coro = self._deliver(d, endpoint, found, started, partition, token)
+        self._tasks.add(asyncio.get_running_loop().create_task(coro))
 
     def _drop(self, batch: list[Dispatch], now: float) -> None:
         """Nothing to post (a deleted endpoint, an event gone from the store): given up."""

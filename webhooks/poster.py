@@ -115,6 +115,8 @@ class Poster:
         self._keys: dict[str, bytes] = {}  # secret -> HMAC key (decoded once)
         # endpoint id -> (its headers mapping, the header list made of it)
         self._headers: dict[str, tuple[object, list[tuple[str, str]]]] = {}
+        # endpoint id -> (its secret, its previous secret, their keys: current first)
+        self._signing: dict[str, tuple[str, str | None, list[bytes]]] = {}
 
     @classmethod
     def of(cls, config: DeliveryConfig) -> Poster:
@@ -135,6 +137,30 @@ class Poster:
                 self._keys.clear()
             key = self._keys[secret] = secret_key(secret)
         return key
+
+    def _signing_keys(self, endpoint: Endpoint, now: float) -> list[bytes]:
+        """The HMAC keys of ``endpoint.signing_secrets(now)``, in that order, kept per
+        endpoint (a list and a lookup per secret on every POST, else)."""
+        cached = self._signing.get(endpoint.id)
+        if (
+            cached is None
+            or cached[0] is not endpoint.secret
+            or cached[1] is not endpoint.previous_secret
+        ):
+            if len(self._signing) > _MAX_CACHED:
+                self._signing.clear()
+            keys = [self._key(endpoint.secret)]
+            if endpoint.previous_secret:
+                keys.append(self._key(endpoint.previous_secret))
+            cached = self._signing[endpoint.id] = (
+                endpoint.secret,
+                endpoint.previous_secret,
+                keys,
+            )
+        keys = cached[2]
+        if len(keys) > 1 and not (endpoint.previous_secret_expires or 0) > now:
+            return keys[:1]  # the previous secret expired: it signs no more
+        return keys
 
     def _static_headers(self, endpoint: Endpoint) -> list[tuple[str, str]]:
         """The endpoint's own headers, then ours that do not change (ours win a clash)."""
@@ -245,16 +271,12 @@ class Poster:
         route = self._route(endpoint.url)
         if route.refusal is not None:
             return AttemptResult(status_code=None, latency_ms=0.0, error=route.refusal)
-        secrets = endpoint.signing_secrets(float(timestamp))
-        stamp = str(timestamp)
+        keys = self._signing_keys(endpoint, float(timestamp))
         headers = [
             *self._static_headers(endpoint),
             ("webhook-id", event_id),
-            ("webhook-timestamp", stamp),
-            (
-                "webhook-signature",
-                signature_header([self._key(s) for s in secrets], event_id, timestamp, body),
-            ),
+            ("webhook-timestamp", str(timestamp)),
+            ("webhook-signature", signature_header(keys, event_id, timestamp, body)),
         ]
         started = time.perf_counter()
         total = self._timeout
