@@ -84,6 +84,7 @@ class Dispatcher:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._tasks.difference_update(tasks)  # a POST cancelled before it began
 
     def add_observer(self, observer: Callable[[Dispatch, AttemptResult, Decision], None]) -> None:
         self._observers.append(observer)
@@ -182,8 +183,11 @@ class Dispatcher:
         self, d: Dispatch, endpoint: Endpoint, found: Body, started: float, partition: int,
         token: int,
     ) -> None:  # fmt: skip
+        """A task per POST, which takes itself out of ``_tasks`` when it ends (no done
+        callback: one callback less per POST through the loop)."""
         self._posting[partition] = self._posting.get(partition, 0) + 1
-        self.spawn(self._deliver(d, endpoint, found, started, partition, token))
+        coro = self._deliver(d, endpoint, found, started, partition, token)
+        self._tasks.add(asyncio.get_running_loop().create_task(coro))
 
     def _drop(self, batch: list[Dispatch], now: float) -> None:
         """Nothing to post (a deleted endpoint, an event gone from the store): given up."""
@@ -191,7 +195,7 @@ class Dispatcher:
         for d in batch:
             self._scheduler.discard(d.delivery_id)
             writes += self._given_up(d, now)
-        self._ledger.append(writes)
+        self._ledger.add(writes)
         self.wake()
 
     def _given_up(self, d: Dispatch, now: float) -> list[Write]:
@@ -278,9 +282,10 @@ class Dispatcher:
                     extra={"webhookId": endpoint.id, "eventId": event_id},
                 )
                 result = AttemptResult(status_code=None, latency_ms=0, error=f"internal: {exc}")
-            self._finish(d, result, token, (found, started))
+            self._finish(d, result, token, (found, started), partition)
         finally:
             self._posting[partition] -= 1
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     def _finish(
         self,
@@ -288,13 +293,16 @@ class Dispatcher:
         result: AttemptResult,
         token: int,
         sent: tuple[Body, float] | None = None,
+        partition: int | None = None,
     ) -> None:
         """Record an answer: the scheduler decides, ``record`` says what to write, the ledger
         writes (in this order, with no await between, so the next head's records can only
         come after). ``sent``: the event posted and when (None: nothing was posted). An
-        answer for a partition no longer held with ``token`` is not recorded."""
+        answer for a partition no longer held with ``token`` is not recorded. ``partition``:
+        the delivery's, when the caller has it."""
         ledger = self._ledger
-        partition = ledger.partition_of(d.charger_id)
+        if partition is None:
+            partition = ledger.partition_of(d.charger_id)
         if ledger.token(partition) != token:
             # Another node's now: not ours to record. Its stream was dropped with this head
             # (the scheduler no longer knows this flight: nothing to tell it).
@@ -310,7 +318,11 @@ class Dispatcher:
             Outcome(
                 delivery_id=d.delivery_id,
                 status_code=result.status_code,
-                retry_after=parse_retry_after(result.retry_after, now),
+                retry_after=(
+                    None
+                    if result.retry_after is None
+                    else parse_retry_after(result.retry_after, now)
+                ),
             ),
             now,
         )
@@ -346,7 +358,7 @@ class Dispatcher:
             elif decision.failing_since != endpoint.failing_since:
                 healthier = dataclasses.replace(endpoint, failing_since=decision.failing_since)
                 self._registry.update(healthier, selection=False)
-        ledger.append(writes)
+        ledger.add(writes)
         self.wake()
         if body is not None:
             for attempt_observer in self._attempt_observers:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from webhooks.catalog import Catalog
-from webhooks.filters import selects
+from webhooks.filters import selects, selects_memo
 
 MAX_HEADERS = 20
 MAX_DESCRIPTION = 1000
@@ -75,7 +75,11 @@ class Endpoint:
     def wants(self, event_type: str, charger_id: str | None) -> bool:
         """Subscribed to this event. A charger filter applies to events that have a charger;
         events of no charger (``webhook.*``) pass it."""
-        if not selects(self.enabled_events, event_type):
+        patterns = self.enabled_events
+        if isinstance(patterns, tuple):
+            if not selects_memo(patterns, event_type):
+                return False
+        elif not selects(patterns, event_type):
             return False
         return self.charger_ids is None or charger_id is None or charger_id in self.charger_ids
 

@@ -233,5 +233,5 @@ class FanOut:
             if known and ledger.fanned_to >= self._known_until:
                 self._known = set()
         if writes or not added:
-            ledger.append(writes)  # rows behind failed heads, spilled; or only cursors move
+            ledger.add(writes)  # rows behind failed heads, spilled; or only cursors move
         self._wake_dispatch()

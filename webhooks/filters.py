@@ -7,6 +7,7 @@ frames that nobody should receive by accident.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
@@ -27,3 +28,10 @@ def pattern_matches(pattern: str, event_type: str) -> bool:
 def selects(patterns: Iterable[str], event_type: str) -> bool:
     """True when any of the patterns selects this event type."""
     return any(pattern_matches(pattern, event_type) for pattern in patterns)
+
+
+@functools.lru_cache(maxsize=4096)
+def selects_memo(patterns: tuple[str, ...], event_type: str) -> bool:
+    """``selects`` remembered: the fan-out asks it for every event and every endpoint, of a
+    handful of event types (~2.4 us of globbing each time for one ``*``)."""
+    return selects(patterns, event_type)

@@ -78,7 +78,10 @@ class DeliveryCpu:
         now = self._clock()
         if now - self._scanned >= RESCAN:
             self._tids, self._scanned = _threads_named(CLIENT_THREAD_NAMES), now
-        return time.thread_time() + sum(_thread_cpu(tid) for tid in self._tids)
+        total = time.thread_time()  # read on every dispatcher turn while pressed: no genexpr
+        for tid in self._tids:
+            total += _thread_cpu(tid)
+        return total
 
 
 def pressing(lag: float, threads: float, process: float, cpus: int) -> bool:

@@ -9,14 +9,16 @@ The store may be away (``StoreUnavailable``). The engine's own bookkeeping (``ap
 kept and written once it is back, in the same order, so no delivery row, attempt or cursor is
 lost: the engine goes on delivering meanwhile, from memory. Such a failed flush may have been
 committed all the same (its COMMIT sent, the answer lost), and writing it twice would fail on
-its inserts; so each flush also writes a random token to ``webhook_counters``, and after a
-failure the token read back says whether it was. What a caller awaits (``write``: the admin
+its inserts; so each flush also writes a token of its own to ``webhook_counters`` (a random
+start per journal, then counted up: no ``os.urandom`` per flush), and after a failure the
+token read back says whether it was. What a caller awaits (``write``: the admin
 API) fails at once instead, as any request does while the store is away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 from collections.abc import Iterable
@@ -34,7 +36,8 @@ Write = Statement | Event
 @dataclass(slots=True)
 class _Entry:
     writes: list[Write]
-    done: asyncio.Future[None]  # resolved when the writes are durable (or failed for good)
+    # Resolved when the writes are durable (or failed for good); None: nobody waits (``add``)
+    done: asyncio.Future[None] | None
     keep: bool  # kept through an outage and written when the store is back
 
 
@@ -51,6 +54,8 @@ class Journal:
         self._mark = f"{FLUSH_MARK}:{node_id}"
         self._first = [] if first is None else [first]  # leads every flush (the lease lock)
         self._entries: list[_Entry] = []  # appended since the last flush began
+        # Flush tokens: unique within this journal, and (a random start) across restarts.
+        self._tokens = itertools.count(secrets.randbits(61))
         self._wakeup = asyncio.Event()
         self._closing = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="webhook-journal")
@@ -62,6 +67,17 @@ class Journal:
         future = self._add(writes, keep=True)
         future.add_done_callback(_retrieve)
         return future
+
+    def add(self, writes: Iterable[Write]) -> None:
+        """``append`` for a caller that does not wait: no future, and what follows another
+        such add joins its entry (the engine records every answer this way: a future, its
+        callback and an entry per delivery were measurable)."""
+        entries = self._entries
+        if entries and entries[-1].done is None:
+            entries[-1].writes.extend(writes)
+        else:
+            entries.append(_Entry(list(writes), None, True))
+        self._wakeup.set()
 
     async def write(self, writes: Iterable[Write]) -> None:
         """Write and wait until durable; raises ``StoreUnavailable`` if the store is away
@@ -88,7 +104,7 @@ class Journal:
         """Write the entries in one unit, again and again while the store is away."""
         delay = RETRY_FIRST
         while True:
-            token = secrets.randbits(62)
+            token = next(self._tokens)
             writes = [write for entry in entries for write in entry.writes]
             unit = UnitOfWork(
                 writes=[
@@ -155,12 +171,13 @@ class Journal:
 
 def _settle(entries: list[_Entry], failure: Exception | None) -> None:
     for entry in entries:
-        if entry.done.done():
+        done = entry.done
+        if done is None or done.done():
             continue
         if failure is None:
-            entry.done.set_result(None)
+            done.set_result(None)
         else:
-            entry.done.set_exception(failure)
+            done.set_exception(failure)
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

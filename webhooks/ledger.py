@@ -264,19 +264,30 @@ class Ledger:
         """Journal these writes (in order after everything appended before), and the moved
         cursors after them when they are due (or ``cursors``: at once, and the future then
         also covers everything appended before)."""
-        now = time.monotonic()
-        if cursors or now >= self._cursor_due:
-            self._cursor_due = now + CURSOR_EVERY
-            writes += self._moved_cursors()
-        elif self._cursor_timer is None:  # moved cursors are written soon, also when idle
-            self._cursor_timer = asyncio.get_running_loop().call_later(
-                self._cursor_due - now, self._write_cursors
-            )
+        self._cursors_due(writes, cursors)
         if not writes and not cursors:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
         return self.journal.append(writes)
+
+    def add(self, writes: list[Write]) -> None:
+        """``append`` for a caller that does not wait for durability (fan-out, answers)."""
+        self._cursors_due(writes, False)
+        if writes:
+            self.journal.add(writes)
+
+    def _cursors_due(self, writes: list[Write], now_: bool) -> None:
+        """Add the moved cursors to ``writes`` when due (or ``now_``); else see that they
+        are written soon, also when idle."""
+        now = time.monotonic()
+        if now_ or now >= self._cursor_due:
+            self._cursor_due = now + CURSOR_EVERY
+            writes += self._moved_cursors()
+        elif self._cursor_timer is None:
+            self._cursor_timer = asyncio.get_running_loop().call_later(
+                self._cursor_due - now, self._write_cursors
+            )
 
     def _write_cursors(self) -> None:
         self._cursor_timer = None

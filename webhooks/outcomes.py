@@ -16,7 +16,7 @@ from webhooks.scheduler import Decision, Verdict
 from webhooks.timefmt import iso_utc
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: made per answer, ~3x cheaper
 class DeliveryState:
     """A delivery as it stands when its answer comes."""
 
@@ -33,7 +33,7 @@ class DeliveryState:
     failing_since: float | None  # the endpoint's, before this answer
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: made per answer, ~3x cheaper
 class Answer:
     """The answer, and what the scheduler decided of it (a test send: no scheduler)."""
 
@@ -44,7 +44,7 @@ class Answer:
     disabled_reason: str | None = None  # set when this very answer disabled the endpoint
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: made per answer, ~3x cheaper
 class Recorded:
     status: str  # the delivery's status now
     writes: list[Statement]

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # what we generate
@@ -44,17 +45,29 @@ def secret_key(secret: str) -> bytes:
     return key
 
 
+class _Mac(Protocol):
+    def copy(self) -> _Mac: ...
+    def update(self, msg: bytes) -> None: ...
+    def digest(self) -> bytes: ...
+
+
 @functools.lru_cache(maxsize=1024)
-def _keyed(key: bytes) -> hmac.HMAC:
-    """HMAC-SHA256 with the key already absorbed: copying it is cheaper than keying anew."""
-    return hmac.new(key, digestmod=hashlib.sha256)
+def _keyed(key: bytes) -> _Mac:
+    """HMAC-SHA256 with the key already absorbed: copying it is cheaper than keying anew.
+    OpenSSL's HMAC object itself where ``hmac`` wraps one (its Python ``copy`` took ~1 us
+    of the ~2.4 us a signature costs)."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    inner = getattr(mac, "_hmac", None)
+    return mac if inner is None else inner
 
 
 def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     mac = _keyed(key).copy()
     mac.update(b"%s.%d.%s" % (msg_id.encode(), timestamp, body))
-    return "v1," + base64.b64encode(mac.digest()).decode()
+    return "v1," + binascii.b2a_base64(mac.digest(), newline=False).decode()
 
 
 def signature_header(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    if len(keys) == 1:  # no secret being rotated: the usual case, without a generator
+        return signature(keys[0], msg_id, timestamp, body)
     return " ".join(signature(key, msg_id, timestamp, body) for key in keys)
