@@ -205,6 +205,15 @@ class SqliteStore(Store):
     def _casefold_equals(self, column: str) -> str:
         return f"{column} = ? COLLATE NOCASE"
 
+    def _indexed_by(self, index: str) -> str:
+        """SQLite's statistics keep rows per key on average, not the NULLs' share: after
+        ANALYZE it takes ``transaction_id IS NULL`` for a key of a few rows of
+        ``meter_values_transaction`` and reads every untransacted sample of every charger
+        with it (3 ms instead of 0.2 ms at 200k samples); and it reads a charger's active
+        transactions through all of its transactions, in the order it wants them, rather
+        than through the partial index."""
+        return f" INDEXED BY {index}"
+
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         """Committed rows; for the store's own modules (SQL stays inside ``storage/``).
 

@@ -32,6 +32,31 @@ from storage.records import (
 
 log = logging.getLogger(__name__)
 
+# The charger's newest samples (Store.recent_meter_digests), chosen from indexes alone: the
+# ids of those of no transaction, and of those of its newest transactions, each transaction's
+# newest from a lower bound on the id (the id ``limit`` back), so that each transaction's
+# index range read is at most ``limit`` entries; only the rows chosen are read.
+# Parameters: (charger, limit) three times, limit - 1, limit, charger.
+_RECENT_METER_DIGESTS = (
+    "SELECT digest FROM meter_values WHERE id IN ("
+    " SELECT id FROM ("
+    "  SELECT id FROM meter_values{untransacted} WHERE charger_id = ? AND transaction_id IS NULL"
+    "  ORDER BY id DESC LIMIT ?) AS loose"
+    " UNION ALL"
+    " SELECT m.id FROM ("
+    "  SELECT id FROM ("
+    "   SELECT id FROM transactions WHERE charger_id = ?"
+    "   ORDER BY created_at DESC, id DESC LIMIT ?) AS newest"
+    "  UNION SELECT id FROM ("
+    "   SELECT id FROM transactions{active} WHERE charger_id = ? AND stopped_at IS NULL"
+    "   ORDER BY created_at DESC, id DESC LIMIT ?) AS active) AS t"
+    " JOIN meter_values AS m ON m.transaction_id = t.id"
+    "  AND m.id >= COALESCE((SELECT b.id FROM meter_values AS b WHERE b.transaction_id = t.id"
+    "  ORDER BY b.id DESC LIMIT 1 OFFSET ?), 0)"
+    " ORDER BY id DESC LIMIT ?)"
+    " AND charger_id = ? ORDER BY id"
+)
+
 # Called with the events of a commit and the pos of the first (the others follow it).
 CommitListener = Callable[[Sequence[Event], int], None]
 
@@ -92,6 +117,11 @@ class Store(ABC):
 
     def _glob_pattern(self, pattern: str) -> str:
         return pattern
+
+    def _indexed_by(self, index: str) -> str:
+        """Text after a table name that makes the read use ``index``, where the planner could
+        misjudge it (nothing: PostgreSQL weighs NULLs from its statistics)."""
+        return ""
 
     @abstractmethod
     def _casefold_equals(self, column: str) -> str:
@@ -314,16 +344,44 @@ class Store(ABC):
         return [codec.meter_sample(r) for r in rows]
 
     async def recent_meter_digests(self, charger_id: str, *, limit: int) -> list[str]:
-        """Digests of the charger's latest meter values and unknown stops (to drop re-sends)."""
+        """Digests of the charger's latest meter values and unknown stops (to drop re-sends),
+        oldest first: the unknown stops, then the ``limit`` newest samples by id.
+
+        Read without an index on every sample's charger (migration 0011: it cost the writer a
+        WAL page per MeterValues). Samples of no transaction come from the partial index
+        ``meter_values_untransacted``; those of a transaction (only ever the charger's own)
+        from ``meter_values_transaction``, for the charger's ``limit`` newest transactions
+        and ``limit`` newest active ones, each one's ``limit`` newest samples (enough: a
+        sample further back has ``limit`` newer ones of the charger).
+
+        The answer is the old query's (the newest by ``charger_id`` alone) but for one case:
+        a sample of a stopped transaction older than the charger's ``limit`` newest (a late
+        MeterValues naming it, after ``limit`` newer transactions started) is left out, and an
+        older sample takes its place in the window.
+
+        Newest transactions are by ``created_at``, the CSMS's clock when each started, not by
+        id: on a cluster each node hands out ids from a block of its own, so a charger that
+        moved to a node with an older block gets smaller ids for its newer transactions.
+        Node clocks that disagree by seconds misorder only transactions started within those
+        seconds (and the active ones are read whatever their order). Samples are still
+        ordered by ``meter_values.id``: the table's insertion order, in which a charger's
+        units commit. Samples stored before 7dc1407 could name a transaction not the
+        charger's (or none that exists); they are left out (and may shorten the window), but
+        their digests were made with that id, which the current code never uses for them, so
+        no re-send is missed for it.
+        """
         meters = await self.fetch_all(
-            "SELECT digest FROM meter_values WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
-            (charger_id, limit),
+            _RECENT_METER_DIGESTS.format(
+                untransacted=self._indexed_by("meter_values_untransacted"),
+                active=self._indexed_by("transactions_active"),
+            ),
+            (*(charger_id, limit) * 3, max(limit - 1, 0), limit, charger_id),
         )
         stops = await self.fetch_all(
             "SELECT digest FROM unknown_stops WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
             (charger_id, limit),
         )
-        return [row[0] for row in reversed(stops)] + [row[0] for row in reversed(meters)]
+        return [row[0] for row in reversed(stops)] + [row[0] for row in meters]
 
     async def get_id_tag(self, id_tag: str) -> IdTag | None:
         """The id tag, compared case-insensitively (OCPP 1.6 IdToken is a CiString20Type).

@@ -79,10 +79,12 @@ async def test_resent_start_after_reconnect_gets_the_same_id(csms, api: Api) -> 
 
 async def test_resent_messages_after_a_restart(csms_factory) -> None:
     """Across a restart the snapshot is rebuilt from the store: the twin of a start, a running
-    transaction, and the recent meter values are all found there."""
+    transaction, and the recent meter values (of the transaction and of none) are all found
+    there."""
     csms = await csms_factory()
     async with api_client(csms.api_url) as api:
         charger = await raw_charger(csms, api, "CP-RS")
+        await result(charger, "MeterValues", meter(1000, 9))  # of no transaction
         tx_id = (await result(charger, "StartTransaction", START))["transactionId"]
         await result(charger, "MeterValues", meter(1500, 10, tx_id))
         await result(charger, "StopTransaction", stop(-1))  # unknown: recorded once
@@ -96,6 +98,7 @@ async def test_resent_messages_after_a_restart(csms_factory) -> None:
         try:
             assert (await result(charger, "StartTransaction", START))["transactionId"] == tx_id
             await result(charger, "MeterValues", meter(1500, 10, tx_id))  # re-sent
+            await result(charger, "MeterValues", meter(1000, 9))  # re-sent
             assert await result(charger, "StopTransaction", stop(-1)) == {}  # re-sent
             await result(charger, "MeterValues", meter(1800, 11, tx_id))  # new
             await result(charger, "StopTransaction", stop(tx_id))
@@ -108,6 +111,7 @@ async def test_resent_messages_after_a_restart(csms_factory) -> None:
         await wait_disconnected(api, "CP-RS")
         events = await events_of(api, "CP-RS")
         assert types(events).count("transaction.started") == 2
+        assert types(events).count("connector.meter_values") == 1
         updates = [e["data"]["energyWh"] for e in events if e["type"] == "transaction.updated"]
         assert updates == [500.0, 800.0]
         stops = [e["data"] for e in events if e["type"] == "transaction.stopped"]
