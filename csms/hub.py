@@ -142,6 +142,8 @@ class ChargerHub:
         # Told when another node took a charger whose socket was here (the dispatcher).
         self.on_moved: list[Callable[[str], Awaitable[None]]] = []
         self._retries: set[asyncio.Task[None]] = set()  # disconnects to record once possible
+        # close_all ran: a disconnect not recorded by then is left to the next start
+        self._closing = False
 
     def runtime(self, charger_id: str) -> ChargerRuntime:
         runtime = self._runtimes.get(charger_id)
@@ -501,11 +503,16 @@ class ChargerHub:
             recorded = True
         except NotHeld:
             runtime.held = False  # another node took it: the end of this socket is its to record
-        except Exception:
-            # The socket is gone whatever the store says: record it once the store is back
-            # (at the time it happened), unless the charger is back first.
-            log.warning("%s: could not record the disconnect; will retry", charger_id)
-            self._retry_disconnect(runtime, epoch, now, reason, close_code)
+        except Exception as exc:
+            if self._closing:
+                # Shutting down: a retry now would outlive the store; the next start records
+                # it (``recover_after_restart``).
+                log.warning("%s: disconnect not recorded at shutdown: %s", charger_id, exc)
+            else:
+                # The socket is gone whatever the store says: record it once the store is
+                # back (at the time it happened), unless the charger is back first.
+                log.warning("%s: could not record the disconnect; will retry: %s", charger_id, exc)
+                self._retry_disconnect(runtime, epoch, now, reason, close_code)
         finally:
             await self._notify(self.on_detach, charger_id)
         if recorded:
@@ -626,6 +633,7 @@ class ChargerHub:
     async def close_all(self, reason: str = "shutdown") -> None:
         """Close every charger's socket (shutdown); disconnects not recorded by now are left
         to the next start (``recover_after_restart``)."""
+        self._closing = True
         for runtime in list(self._runtimes.values()):
             connection = runtime.connection
             if connection is None:

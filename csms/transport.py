@@ -147,9 +147,11 @@ class Connection(WSListener):
         self._paused_reading = False
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
         self._gone: asyncio.Future[None] | None = None  # made by a close that waits
+        self._loop = asyncio.get_running_loop()
+        # Resolved once ``ended`` has run: what the server's close waits for.
+        self.finished: asyncio.Future[None] = self._loop.create_future()
         # The handlers' tasks run in one context: what ``opened`` sets (log ids) stays.
         self._context = contextvars.copy_context()
-        self._loop = asyncio.get_running_loop()
 
     # -- what subclasses implement ---------------------------------------------------------
 
@@ -294,8 +296,8 @@ class Connection(WSListener):
             self._gone.set_result(None)
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
-        if self.server is not None:
-            self.server.connections.discard(self)
+        # Still in ``server.connections`` until its end is handled (``_run``): the server's
+        # close waits for that, so the disconnect is recorded before the store closes.
         self._push(_GONE)
 
     def pause_writing(self) -> None:
@@ -351,6 +353,11 @@ class Connection(WSListener):
                     await self.ended()
                 except Exception:
                     log.exception("connection end handler failed")
+                finally:
+                    if self.server is not None:
+                        self.server.connections.discard(self)
+                    if not self.finished.done():
+                        self.finished.set_result(None)
                 self._task = self._queue = None
                 return
             try:
@@ -506,9 +513,9 @@ class WebSocketServer:
         self.stop_accepting()
         connections = list(self.connections)
         await asyncio.gather(*(c.close(code, reason) for c in connections))
-        tasks = [c._task for c in connections if isinstance(c._task, asyncio.Task)]
-        if tasks:
-            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+        # Their ends handled too (a socket the peer closed just before is still here then).
+        if connections:
+            await asyncio.wait([c.finished for c in connections], timeout=CLOSE_TIMEOUT)
 
     def hand_over(self, transport: asyncio.Transport, accept: Accept, data: bytes) -> None:
         """Give the socket to ``picows``, replaying what was read: it parses the request

@@ -13,6 +13,7 @@ import json
 
 import websockets
 
+from csms.transport import Accept, Connection, WebSocketServer
 from tests.conftest import Api, RawCharger, raw_charger
 from tests.helpers import events_of, wait_disconnected
 
@@ -101,3 +102,46 @@ async def test_a_request_head_that_is_no_http_gets_400(csms) -> None:
         assert b"Connection: close\r\n" in rest and rest.endswith(b"not an HTTP/1.1 request\n")
     finally:
         writer.close()
+
+
+async def test_the_servers_close_waits_for_an_end_still_being_handled() -> None:
+    """A peer that closes just before the server stops: its ``ended`` (the hub records the
+    disconnect there) is still running when ``close`` is called, and ``close`` waits for it,
+    so the disconnect is written before the store closes behind it."""
+    ending = asyncio.Event()
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    class SlowEnd(Connection):
+        async def ended(self) -> None:
+            ending.set()
+            await release.wait()
+            finished.append("ended")
+
+    async def decide(request, transport) -> Accept:  # type: ignore[no-untyped-def]
+        return Accept(connection=SlowEnd(), subprotocol=None)
+
+    server = WebSocketServer(
+        decide, server_header=None, ping_interval=20, ping_timeout=20, max_message=MAX_MESSAGE
+    )
+    await server.start("127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        ws = await websockets.connect(f"ws://127.0.0.1:{port}/x", open_timeout=5)
+        await ws.close()
+        await asyncio.wait_for(ending.wait(), 5)
+
+        async def close() -> None:
+            await server.close()
+            finished.append("closed")
+
+        closing = asyncio.ensure_future(close())
+        for _ in range(50):  # turns enough for a close that does not wait to be over
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.wait_for(closing, 5)
+        assert finished == ["ended", "closed"]
+        assert not server.connections
+    finally:
+        release.set()
+        await server.close()

@@ -151,3 +151,16 @@ async def test_answer_now_leaves_a_call_needing_a_read_to_handle_call(
         assert reply["transactionId"] == 1
     finally:
         await store.close()
+
+
+async def test_a_disconnect_failing_after_close_all_is_not_retried(tmp_path: Path) -> None:
+    """Once the hub is closing, a disconnect the store cannot take is left to the next
+    start (``recover_after_restart``): a retry would outlive the store it writes to."""
+    store, hub = await _booted_hub(tmp_path)
+    socket = hub.connection_of("CP-1")
+    assert socket is not None
+    await hub.close_all()  # CP-1 detached: recorded
+    await hub.attach("CP-1", socket, remote_address=None, security_profile=0, registration=None)
+    await store.close()  # the store goes before this socket's end is recorded
+    await hub.detach("CP-1", socket, reason="closed", close_code=1000)
+    assert not hub._retries
