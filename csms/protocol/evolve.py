@@ -9,9 +9,10 @@ the records used with it have none.
 from __future__ import annotations
 
 import dataclasses
-import types
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from storage.records import slot_setters
 
 T = TypeVar("T")
 
@@ -28,10 +29,9 @@ def evolve(obj: T, **changes: Any) -> T:
 
 def _make_copier(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
     names = [f.name for f in dataclasses.fields(cls)]
-    slots = {name: getattr(cls, name, None) for name in names}
     namespace: dict[str, Any] = {"new_": object.__new__, "cls": cls, "TypeError": TypeError}
-    if all(isinstance(slot, types.MemberDescriptorType) for slot in slots.values()):
-        setters = {name: slot.__set__ for name, slot in slots.items()}  # type: ignore[union-attr]
+    setters = slot_setters(cls)
+    if setters is not None:
         namespace.update({f"set_{name}": setter for name, setter in setters.items()})
         namespace["setters"] = setters
         # Every slot copied, then the changes written over them: no lookup per field.
