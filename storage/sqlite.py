@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -35,14 +36,15 @@ WRITER_CHECKPOINT_PAGES = 40_000  # see ``Writer.__init__``
 
 
 class Writer:
-    """The one write connection to a database file, and the one thread that uses it.
+    """The one write connection to a database file, and the one thread that uses it (or,
+    on one CPU, the loops that write through it, one at a time).
 
     Stores on other event loops (the webhook engine's) share it: two write connections to
     one file take turns through SQLite's busy handler, which sleeps (1, 2, 5, 10 ms ...)
     while the other writes, and each invalidates the other's page cache.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, inline: bool | None = None) -> None:
         self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in _PRAGMAS:
             self.connection.execute(pragma)
@@ -53,7 +55,18 @@ class Writer:
         # only if the WAL grows past this anyway (the checkpointer stopped or kept from
         # finishing by a long read): 40,000 pages, 160 MiB.
         self.connection.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        # On one CPU the writer thread only adds hand-offs: each batch woke it, and its
+        # answer woke the loop again, a pair of context switches and GIL hand-overs per
+        # commit that cost more than many commits' SQLite work (chargehook-webhooks at 1,000
+        # MeterValues/s open loop, one core: 866-885 -> 772-789 us of server CPU per call).
+        # There the calling loop writes itself (``inline``), the loops that share this
+        # writer taking turns on ``_lock``; with more CPUs the thread lets SQLite's work
+        # (the GIL released) overlap the loop's.
+        self.inline = usable_cpus() < 2 if inline is None else inline
+        self.thread = (
+            None if self.inline else ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        )
+        self._lock = threading.Lock()
         self.commits = 0  # counted by ``thread``; the checkpointer reads it
         self.checkpointer = Checkpointer(path, lambda: self.commits)
         # The last events.pos given out (AUTOINCREMENT's counter: never reused, even when the
@@ -66,12 +79,16 @@ class Writer:
     async def write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> int:
         """Write in one transaction; the pos given to the first event written (the others
         follow it in the order of the statements' rows)."""
+        if self.thread is None:
+            with self._lock:
+                return self._write(statements)
         return await asyncio.get_running_loop().run_in_executor(
             self.thread, self._write, statements
         )
 
     def _write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> int:
-        """On the writer thread (sqlite3 releases the GIL while it works)."""
+        """On the writer thread, or inline under ``_lock`` (sqlite3 releases the GIL while
+        it works)."""
         conn, pos = self.connection, self._last_pos
         first = pos + 1
         conn.execute("BEGIN IMMEDIATE")
@@ -91,8 +108,26 @@ class Writer:
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.stop)
+        if self.thread is None:
+            with self._lock:
+                self.connection.close()
+            return
         await asyncio.get_running_loop().run_in_executor(self.thread, self.connection.close)
         self.thread.shutdown(wait=True)
+
+
+def usable_cpus() -> float:
+    """The CPUs this process may run on: its affinity, capped by its cgroup's CPU quota
+    (``cpu.max``, cgroup v2: a container limited to one CPU sees every host CPU in its
+    affinity)."""
+    cpus: float = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 class Checkpointer:
@@ -146,9 +181,10 @@ class SqliteStore(Store):
     """Storage on one SQLite file. Open with ``await SqliteStore.open(path)``.
 
     Reads go through aiosqlite. Writes go through one plain ``sqlite3`` connection on a
-    dedicated writer thread, one thread hop per group-committed batch: aiosqlite hops once
-    per statement, and those hops (each a GIL hand-over between the loop and its thread)
-    cost more than the writes themselves at thousands of messages per second.
+    dedicated writer thread, one thread hop per group-committed batch (none on one CPU:
+    ``Writer``): aiosqlite hops once per statement, and those hops (each a GIL hand-over
+    between the loop and its thread) cost more than the writes themselves at thousands of
+    messages per second.
     """
 
     def __init__(
@@ -162,13 +198,16 @@ class SqliteStore(Store):
         super().__init__()
 
     @classmethod
-    async def open(cls, path: str, *, share_writer: Writer | None = None) -> SqliteStore:
+    async def open(
+        cls, path: str, *, share_writer: Writer | None = None, inline: bool | None = None
+    ) -> SqliteStore:
         """Open (and migrate) the file. ``share_writer``: write through that store's writer
-        (another event loop's store of the same file); it stays its owner's to close."""
+        (another event loop's store of the same file); it stays its owner's to close.
+        ``inline``: ``Writer``'s (None: by the CPUs usable)."""
         if share_writer is None:
             await migrate_file(path)
         reader = await _connect(path)
-        writer = share_writer or Writer(path)
+        writer = share_writer or Writer(path, inline=inline)
         store = cls(path, writer, reader, owns_writer=share_writer is None)
         store._start_committer()
         return store
