@@ -5,6 +5,13 @@ result of event N is durable no later than the attempt record of event N+1, what
 crashes. Everything written while a flush is on its way goes into the next one, which keeps
 units large under load (thousands of deliveries a second as a few commits).
 
+What nobody waits for (``add``: the answers to POSTs) also waits until ``LINGER`` after
+the last flush began: at moderate rates each flush carried one or two answers, a commit of
+its own each (at 1,000 MeterValues/s, ~500 of the server's ~1,250 commits a second). An
+answer is at least once either way: one not yet durable when the process dies is posted
+again, with the same ``webhook-id``. What someone waits for (``append``, ``write``: the
+admin API, cursors, settling) is flushed at once, with everything before it.
+
 The store may be away (``StoreUnavailable``). The engine's own bookkeeping (``append``) is then
 kept and written once it is back, in the same order, so no delivery row, attempt or cursor is
 lost: the engine goes on delivering meanwhile, from memory. Such a failed flush may have been
@@ -18,6 +25,7 @@ API) fails at once instead, as any request does while the store is away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
@@ -46,6 +54,10 @@ class _Entry:
 FLUSH_MARK = "journal_flush"
 RETRY_FIRST = 0.25  # seconds before the first look at a store that was away; doubling
 RETRY_MAX = 2.0  # also the longest the bookkeeping lags behind a store that is back
+# Seconds between the starts of two flushes when nobody waits for the second (see above):
+# chargehook-webhooks at 1,000 MeterValues/s open loop, one core, 866-885 -> 753-811 us of
+# server CPU per call.
+LINGER = 0.02
 
 
 class Journal:
@@ -57,7 +69,9 @@ class Journal:
         # Flush tokens: unique within this journal, and (a random start) across restarts.
         self._tokens = itertools.count(secrets.randbits(61))
         self._wakeup = asyncio.Event()
+        self._urgent = asyncio.Event()  # someone waits (or the journal closes): no linger
         self._closing = asyncio.Event()
+        self._flushed = -LINGER  # loop time the last flush began
         self._task = asyncio.create_task(self._run(), name="webhook-journal")
 
     def append(self, writes: Iterable[Write]) -> asyncio.Future[None]:
@@ -88,12 +102,21 @@ class Journal:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._entries.append(_Entry(list(writes), future, keep))
         self._wakeup.set()
+        self._urgent.set()
         return future
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            linger = self._flushed + LINGER - loop.time()
+            if linger > 0 and not self._urgent.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(linger):
+                        await self._urgent.wait()
+            self._urgent.clear()
+            self._flushed = loop.time()
             entries, self._entries = self._entries, []
             if entries:
                 await self._flush(entries)
@@ -166,6 +189,7 @@ class Journal:
         """Flush what is queued, then stop (giving up what waits for a store that is away)."""
         self._closing.set()
         self._wakeup.set()
+        self._urgent.set()
         await self._task
 
 
