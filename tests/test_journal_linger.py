@@ -61,14 +61,20 @@ async def test_answers_within_the_linger_go_out_as_one_commit(
         await j.close()
 
 
+async def lingering(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> Journal:
+    """A journal whose first flush is over and whose next answer would wait a minute."""
+    monkeypatch.setattr(journal, "LINGER", 60.0)
+    j = Journal(store)
+    await asyncio.wait_for(j.append([tables.set_counter("n1", 1)]), 5)
+    j.add([tables.set_counter("n2", 2)])
+    return j
+
+
 async def test_a_write_someone_waits_for_goes_out_at_once_with_what_lingers(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(journal, "LINGER", 60.0)
-    j = Journal(store)
+    j = await lingering(store, monkeypatch)
     try:
-        await asyncio.wait_for(j.append([tables.set_counter("n1", 1)]), 5)
-        j.add([tables.set_counter("n2", 2)])  # would linger for a minute
         await asyncio.wait_for(j.write([tables.set_counter("n3", 3)]), 5)
         assert await counters(store) == {"n1": 1, "n2": 2, "n3": 3}
     finally:
@@ -78,9 +84,6 @@ async def test_a_write_someone_waits_for_goes_out_at_once_with_what_lingers(
 async def test_closing_writes_what_lingers(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(journal, "LINGER", 60.0)
-    j = Journal(store)
-    await asyncio.wait_for(j.append([tables.set_counter("n1", 1)]), 5)
-    j.add([tables.set_counter("n2", 2)])
+    j = await lingering(store, monkeypatch)
     await asyncio.wait_for(j.close(), 5)
     assert await counters(store) == {"n1": 1, "n2": 2}
