@@ -95,11 +95,12 @@ async def start_server_process(
     timeout: float = 20.0,
     webhooks: dict[str, Any] | None = None,
     cluster: dict[str, Any] | None = None,
+    cpus: set[int] | None = None,
     **ocpp: Any,
 ) -> ServerProcess:
     """Start ``csms serve`` with ``port = 0`` and read its URLs from stdout. ``store``: a
     SQLite file, or a store URL (a PostgreSQL one with the key file the tests' in-process
-    CSMS uses too)."""
+    CSMS uses too). ``cpus``: the only CPUs it may run on (None: this process's)."""
     url = store if isinstance(store, str) else f"sqlite:///{store}"
     webhooks = dict(webhooks or {})
     if not url.startswith("sqlite:"):
@@ -138,6 +139,7 @@ async def start_server_process(
             stderr=log,
             env=env,
             cwd=str(REPO_ROOT),
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
         )
     try:
         ocpp_url, api_url = await asyncio.wait_for(_read_urls(process), timeout)

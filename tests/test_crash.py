@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -134,9 +135,13 @@ async def read_store(url: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-async def server(tmp_path: Path, store_url: str) -> Any:
-    process = await start_server_process(tmp_path, store_url)  # the store csms_factory uses
+@pytest.fixture(params=["all-cpus", "one-cpu"])
+async def server(tmp_path: Path, store_url: str, request: pytest.FixtureRequest) -> Any:
+    """On one CPU the loops write to SQLite themselves, not through the writer thread
+    (``storage.sqlite.Writer``): both ways are killed mid-stream."""
+    cpus = None if request.param == "all-cpus" else {min(os.sched_getaffinity(0))}
+    # the store csms_factory uses
+    process = await start_server_process(tmp_path, store_url, cpus=cpus)
     try:
         yield process
     finally:
