@@ -8,10 +8,12 @@ by id, oldest first, after its unknown stops."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
 import asyncpg
+import pytest
 
 from storage import migrations as sqlite_migrations
 from storage import open_store, pg_migrations
@@ -75,128 +77,111 @@ class Samples:
         return [d for c, d in self.written if c == charger_id][-limit:]
 
 
-async def test_samples_of_no_transaction(store_url: str) -> None:
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
     store = await open_store(store_url)
-    try:
-        samples = Samples(store)
-        assert await store.recent_meter_digests("CP-A", limit=LIMIT) == []
-        await samples.add("CP-A", None, 2)
-        assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
-        await samples.add("CP-B", None, 3)  # another charger's
-        await samples.add("CP-A", None, 5)
-        assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
-        assert await store.recent_meter_digests("CP-B", limit=LIMIT) == samples.newest("CP-B")
-    finally:
-        await store.close()
+    yield store
+    await store.close()
 
 
-async def test_samples_of_transactions_and_mixed(store_url: str) -> None:
-    store = await open_store(store_url)
-    try:
-        samples = Samples(store)
-        first, other = transaction(1, "CP-A", 0, active=True), transaction(2, "CP-B", 1)
-        await store.commit(UnitOfWork().put(first, other))
-        await samples.add("CP-A", 1, 2)
-        assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
-        # Two transactions of one charger at once (two connectors), samples of none between,
-        # another charger's interleaved. With limit 2 both are among the newest; with 1 the
-        # older is not, and not among the newest active either: see the more-than-limit case.
-        await store.commit(UnitOfWork().put(transaction(3, "CP-A", 2, active=True)))
-        for tx_id in (1, 3, None, 1, 2, None, 3, 3, 2, None, 1):
-            await samples.add("CP-B" if tx_id == 2 else "CP-A", tx_id)
-        for limit in (2, 3, LIMIT, 7, 64):
-            for charger in ("CP-A", "CP-B"):
-                found = await store.recent_meter_digests(charger, limit=limit)
-                assert found == samples.newest(charger, limit), (charger, limit)
-    finally:
-        await store.close()
+async def test_samples_of_no_transaction(store: Store) -> None:
+    samples = Samples(store)
+    assert await store.recent_meter_digests("CP-A", limit=LIMIT) == []
+    await samples.add("CP-A", None, 2)
+    assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
+    await samples.add("CP-B", None, 3)  # another charger's
+    await samples.add("CP-A", None, 5)
+    assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
+    assert await store.recent_meter_digests("CP-B", limit=LIMIT) == samples.newest("CP-B")
 
 
-async def test_more_samples_and_transactions_than_the_limit(store_url: str) -> None:
+async def test_samples_of_transactions_and_mixed(store: Store) -> None:
+    samples = Samples(store)
+    first, other = transaction(1, "CP-A", 0, active=True), transaction(2, "CP-B", 1)
+    await store.commit(UnitOfWork().put(first, other))
+    await samples.add("CP-A", 1, 2)
+    assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
+    # Two transactions of one charger at once (two connectors), samples of none between,
+    # another charger's interleaved. With limit 2 both are among the newest; with 1 the
+    # older is not, and not among the newest active either: see the more-than-limit case.
+    await store.commit(UnitOfWork().put(transaction(3, "CP-A", 2, active=True)))
+    for tx_id in (1, 3, None, 1, 2, None, 3, 3, 2, None, 1):
+        await samples.add("CP-B" if tx_id == 2 else "CP-A", tx_id)
+    for limit in (2, 3, LIMIT, 7, 64):
+        for charger in ("CP-A", "CP-B"):
+            found = await store.recent_meter_digests(charger, limit=limit)
+            assert found == samples.newest(charger, limit), (charger, limit)
+
+
+async def test_more_samples_and_transactions_than_the_limit(store: Store) -> None:
     """More than ``limit`` samples per transaction and more than ``limit`` transactions:
     each is read only ``limit`` deep, and the newest are still found."""
-    store = await open_store(store_url)
-    try:
-        samples = Samples(store)
-        for n in range(1, 8):
-            await store.commit(UnitOfWork().put(transaction(n, "CP-A", n)))
-            await samples.add("CP-A", n, 2 * LIMIT if n % 2 else 1)
-            await samples.add("CP-A", None, n % 3)
-            expected = samples.newest("CP-A")
-            assert await store.recent_meter_digests("CP-A", limit=LIMIT) == expected
-        # The charger's untransacted samples fill the window; then its transaction's do.
-        await samples.add("CP-A", None, LIMIT + 1)
+    samples = Samples(store)
+    for n in range(1, 8):
+        await store.commit(UnitOfWork().put(transaction(n, "CP-A", n)))
+        await samples.add("CP-A", n, 2 * LIMIT if n % 2 else 1)
+        await samples.add("CP-A", None, n % 3)
+        expected = samples.newest("CP-A")
+        assert await store.recent_meter_digests("CP-A", limit=LIMIT) == expected
+    # The charger's untransacted samples fill the window; then its transaction's do.
+    await samples.add("CP-A", None, LIMIT + 1)
+    assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
+    await samples.add("CP-A", 7, LIMIT - 1)
+    assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
+    # A transaction active all along on another connector, behind more than ``limit``
+    # newer ones: its samples are found.
+    await store.commit(UnitOfWork().put(transaction(100, "CP-A", 0, active=True)))
+    for n in range(8, 8 + LIMIT + 2):
+        await store.commit(UnitOfWork().put(transaction(n, "CP-A", n)))
+        await samples.add("CP-A", n, 1)
+        await samples.add("CP-A", 100, 1)
         assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
-        await samples.add("CP-A", 7, LIMIT - 1)
-        assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
-        # A transaction active all along on another connector, behind more than ``limit``
-        # newer ones: its samples are found.
-        await store.commit(UnitOfWork().put(transaction(100, "CP-A", 0, active=True)))
-        for n in range(8, 8 + LIMIT + 2):
-            await store.commit(UnitOfWork().put(transaction(n, "CP-A", n)))
-            await samples.add("CP-A", n, 1)
-            await samples.add("CP-A", 100, 1)
-            assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
-    finally:
-        await store.close()
 
 
 async def test_newest_transactions_are_those_started_last_not_the_largest_ids(
-    store_url: str,
+    store: Store,
 ) -> None:
     """On a cluster a charger that moved to a node with an older block of ids gets smaller
     ids for its newer transactions: their samples are still found behind more than
     ``limit`` older transactions with larger ids."""
-    store = await open_store(store_url)
-    try:
-        samples = Samples(store)
-        for n in range(LIMIT + 2):
-            await store.commit(UnitOfWork().put(transaction(1001 + n, "CP-A", n)))
-            await samples.add("CP-A", 1001 + n, 1)
-        await store.commit(UnitOfWork().put(transaction(5, "CP-A", 30)))  # the other node's
-        await samples.add("CP-A", 5, 2)
-        assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
-    finally:
-        await store.close()
+    samples = Samples(store)
+    for n in range(LIMIT + 2):
+        await store.commit(UnitOfWork().put(transaction(1001 + n, "CP-A", n)))
+        await samples.add("CP-A", 1001 + n, 1)
+    await store.commit(UnitOfWork().put(transaction(5, "CP-A", 30)))  # the other node's
+    await samples.add("CP-A", 5, 2)
+    assert await store.recent_meter_digests("CP-A", limit=LIMIT) == samples.newest("CP-A")
 
 
-async def test_what_the_window_may_miss(store_url: str) -> None:
+async def test_what_the_window_may_miss(store: Store) -> None:
     """The one difference from the old query (see the docstring): a sample of a stopped
     transaction older than the charger's ``limit`` newest is not among the recent ones."""
-    store = await open_store(store_url)
-    try:
-        samples = Samples(store)
-        for n in range(1, LIMIT + 2):
-            await store.commit(UnitOfWork().put(transaction(n, "CP-A", n)))
-            await samples.add("CP-A", n, 1)
-        await samples.add("CP-A", 1, 1)  # a late MeterValues for the oldest transaction
-        late = samples.newest("CP-A", 1)
-        found = await store.recent_meter_digests("CP-A", limit=LIMIT)
-        assert found == [d for d in samples.newest("CP-A", LIMIT + 1) if d not in late][-LIMIT:]
-    finally:
-        await store.close()
+    samples = Samples(store)
+    for n in range(1, LIMIT + 2):
+        await store.commit(UnitOfWork().put(transaction(n, "CP-A", n)))
+        await samples.add("CP-A", n, 1)
+    await samples.add("CP-A", 1, 1)  # a late MeterValues for the oldest transaction
+    late = samples.newest("CP-A", 1)
+    found = await store.recent_meter_digests("CP-A", limit=LIMIT)
+    assert found == [d for d in samples.newest("CP-A", LIMIT + 1) if d not in late][-LIMIT:]
 
 
-async def test_unknown_stops_come_first(store_url: str) -> None:
-    store = await open_store(store_url)
-    try:
-        samples = Samples(store)
-        await samples.add("CP-A", None, 2)
-        stops = [
-            UnknownStop(
-                charger_id="CP-A",
-                transaction_id=-1,
-                digest=f"stop{n}",
-                payload={"n": n},
-                recorded_at="2026-02-06T14:00:00.000Z",
-            )
-            for n in range(3)
-        ]
-        await store.commit(UnitOfWork().put(*stops))
-        found = await store.recent_meter_digests("CP-A", limit=2)
-        assert found == ["stop1", "stop2", *samples.newest("CP-A", 2)]
-    finally:
-        await store.close()
+async def test_unknown_stops_come_first(store: Store) -> None:
+    samples = Samples(store)
+    await samples.add("CP-A", None, 2)
+    stops = [
+        UnknownStop(
+            charger_id="CP-A",
+            transaction_id=-1,
+            digest=f"stop{n}",
+            payload={"n": n},
+            recorded_at="2026-02-06T14:00:00.000Z",
+        )
+        for n in range(3)
+    ]
+    await store.commit(UnitOfWork().put(*stops))
+    found = await store.recent_meter_digests("CP-A", limit=2)
+    assert found == ["stop1", "stop2", *samples.newest("CP-A", 2)]
 
 
 # -- migration 0011 on a database with data ------------------------------------------------
