@@ -46,6 +46,7 @@ async def test_a_backlog_over_the_window_waits_in_the_store_and_comes_in_order(s
         first = await store.fetch_one("SELECT MIN(pos) FROM events")
         assert count == len(CHARGERS) * PER_CHARGER and first is not None and oldest == first[0]
         assert scheduler.stored >= len(CHARGERS) * (PER_CHARGER - 4)
+        await service.engine.settled()  # the spilled rows' writes are durable
         rows = await store.fetch_one(
             "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'"
         )
