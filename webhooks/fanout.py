@@ -9,9 +9,10 @@ events between its durable cursor and the fan-out position read again (``catch_u
 skipping the (endpoint, event) pairs that have a row already (``remember``).
 
 A delivery goes into memory (the ledger's) while its stream flows; behind a head that
-failed (the scheduler knows) it is written at once, as it may wait for hours; and so it is
-when its stream is spilled (the scheduler keeps no more of it in memory: paging), where it
-waits in the store only until its window is read.
+failed (the scheduler knows) it goes to the journal at once (written with its next flush,
+``webhooks/journal.py``), as it may wait for hours; and so it does when its stream is
+spilled (the scheduler keeps no more of it in memory: paging), where it waits in the store
+only until its window is read (which settles the journal first).
 """
 
 from __future__ import annotations
