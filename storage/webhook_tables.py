@@ -330,6 +330,10 @@ def _delivery_params(row: DeliveryRow) -> tuple[Any, ...]:
     )
 
 
+def insert_delivery_sql(*, fenced: bool) -> str:
+    return _fenced_insert(_INSERT_DELIVERY, (0, "", 0) if fenced else None)
+
+
 def insert_delivery(row: DeliveryRow, fence: Fence | None = None) -> Statement:
     if fence is None:
         return Statement(_INSERT_DELIVERY, _delivery_params(row))
@@ -362,6 +366,10 @@ _UPSERT_DELIVERY = (
 )
 
 
+def upsert_delivery_sql(*, fenced: bool) -> str:
+    return _fenced_insert(_UPSERT_DELIVERY, (0, "", 0) if fenced else None)
+
+
 def upsert_delivery(row: DeliveryRow, fence: Fence | None = None) -> Statement:
     """The first row of a delivery that lived in memory only (written with its first outcome,
     or when it must be visible to the store: replay, a paused endpoint); later ones update."""
@@ -371,6 +379,10 @@ def upsert_delivery(row: DeliveryRow, fence: Fence | None = None) -> Statement:
 
 
 _SETTLE = "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ? WHERE id = ?"
+
+
+def settle_delivery_sql(*, fenced: bool) -> str:
+    return f"{_SETTLE} AND {_FENCE}" if fenced else _SETTLE
 
 
 def settle_delivery(
@@ -393,6 +405,10 @@ _UPSERT_ATTEMPT = codec.upsert(
     " status_code, latency_ms, error, outcome",
     "delivery_id, attempt",
 )
+
+
+def record_attempt_sql(*, fenced: bool) -> str:
+    return _fenced_insert(_UPSERT_ATTEMPT, (0, "", 0) if fenced else None)
 
 
 def record_attempt(
