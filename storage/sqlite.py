@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ import aiosqlite
 
 from storage import migrations
 from storage import sqlite_rows as codec
+from storage.cpus import usable_cpus
 from storage.records import (
     UnitOfWork,
 )
@@ -114,20 +114,6 @@ class Writer:
             return
         await asyncio.get_running_loop().run_in_executor(self.thread, self.connection.close)
         self.thread.shutdown(wait=True)
-
-
-def usable_cpus() -> float:
-    """The CPUs this process may run on: its affinity, capped by its cgroup's CPU quota
-    (``cpu.max``, cgroup v2: a container limited to one CPU sees every host CPU in its
-    affinity)."""
-    cpus: float = len(os.sched_getaffinity(0))
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cpus = min(cpus, int(quota) / int(period))
-    except (OSError, ValueError):
-        pass
-    return cpus
 
 
 class Checkpointer:

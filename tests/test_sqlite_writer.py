@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from storage.cpus import usable_cpus
 from storage.records import Event, UnitOfWork
-from storage.sqlite import SqliteStore, usable_cpus
+from storage.sqlite import SqliteStore
 
 T = TypeVar("T")
 _ids = itertools.count(1)

@@ -3,12 +3,15 @@ loop that runs the probe when told)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from storage.cpus import usable_cpus
 from tests.test_webhook_poster import endpoint, post, poster, site
 from webhooks.governor import (
     CLIENT_THREAD_NAMES,
@@ -27,6 +30,25 @@ def test_the_host_presses_only_when_its_loop_is_behind_and_the_server_saturated(
     assert not pressing(0.003, 1.0, 1.0, 1)  # the host keeps up: delivery catches up
     assert not pressing(0.05, 0.6, 0.7, 1)  # behind but room on the core (waiting on I/O)
     assert not pressing(0.05, 0.8, 1.2, 2)  # two cores, room on the second
+    assert pressing(0.05, 0.8, 1.2, 1.25)  # two cores, a quota of 1.25 of them: all used
+
+
+def test_the_cores_it_may_use_are_its_affinity_capped_by_the_cgroup_quota(tmp_path: Path) -> None:
+    """A container limited with ``--cpus`` sees every host CPU in its affinity: the quota in
+    ``cpu.max`` is what the process may use, and what the governor (and the SQLite writer's
+    choice of threads) go by."""
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    assert usable_cpus(tmp_path / "absent") == affinity  # no cgroup v2: the affinity
+    cpu_max.write_text("max 100000\n")
+    assert usable_cpus(cpu_max) == affinity
+    cpu_max.write_text("50000 100000\n")
+    assert usable_cpus(cpu_max) == 0.5
+    cpu_max.write_text(f"{(affinity + 3) * 100000} 100000\n")  # a quota above the affinity
+    assert usable_cpus(cpu_max) == affinity
+    cpu_max.write_text("garbage\n")
+    assert usable_cpus(cpu_max) == affinity
+    assert Governor()._cpus == usable_cpus()
 
 
 class Host:

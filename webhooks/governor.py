@@ -27,6 +27,8 @@ import os
 import time
 from collections.abc import Callable
 
+from storage.cpus import usable_cpus
+
 TICK = 0.1  # seconds between looks at the host
 SHARE = 0.25  # of a core: what delivery keeps at least while the host presses
 LAG_BUSY = 0.02  # seconds: a host loop this late to run a callback has more work than CPU
@@ -84,11 +86,11 @@ class DeliveryCpu:
         return total
 
 
-def pressing(lag: float, threads: float, process: float, cpus: int) -> bool:
+def pressing(lag: float, threads: float, process: float, cpus: float) -> bool:
     """Does the host (charger answers) need the CPU delivery would take? ``lag``: how late
     its loop ran a callback (seconds); ``threads``: the host's and delivery's threads' CPU
     over the tick, in cores; ``process``: the whole process's; ``cpus``: the cores it may
-    run on."""
+    use (its affinity, capped by a container's CPU quota)."""
     return lag >= LAG_BUSY and (threads >= SATURATED or process >= SATURATED * cpus)
 
 
@@ -98,6 +100,7 @@ class Governor:
         own_cpu: Callable[[], float] | None = None,
         process_cpu: Callable[[], float] = time.process_time,
         clock: Callable[[], float] = time.monotonic,
+        cpus: float | None = None,
     ) -> None:
         # Read on the delivery thread: its own CPU time and the HTTP client's threads'.
         self._own_cpu = own_cpu if own_cpu is not None else DeliveryCpu()
@@ -105,7 +108,7 @@ class Governor:
         self._clock = clock
         self._host_cpu: Callable[[], float] | None = None  # None: nobody to defer to
         self._post: Post | None = None
-        self._cpus = max(1, len(os.sched_getaffinity(0)))
+        self._cpus = usable_cpus() if cpus is None else cpus
         self._start = 0.0
         self._marks = (0.0, 0.0, 0.0)  # host, own, process CPU at the tick's start
         self._sent = 0.0  # when the probe on its way was posted to the host's loop
