@@ -188,6 +188,11 @@ _RUNS: dict[str, _Unnested] = {
     ),
 }
 _RUN_STATEMENTS = {sql: run.statement() for sql, run in _RUNS.items()}
+# Fewer rows go row by row: a run of 2-4 rows cost PostgreSQL as much as executemany (its
+# commit dominates), 16 rows a third less, 64 rows two thirds less. Small runs also coincided
+# with a node of a two-node cluster falling seconds behind in delivery (cluster section of
+# ``make bench``, e2e p99 10-16 s in 3 of 4 runs against 0.1-0.4 s without); not explained.
+RUN_MIN_ROWS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +231,7 @@ class PostgresStore(Store):
         self._orphans_lock = asyncio.Lock()
         self._writer_suspect = False  # a read found the database away: replace the writer too
         self._sql: dict[str, str] = {}  # "?" text -> "$n" text
+        self.runs_written = 0  # statements written as one run (``_RUNS``), for tests
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> PostgresStore:
@@ -352,8 +358,9 @@ class PostgresStore(Store):
                 rows = [(p, *r) for p, r in enumerate(rows, pos)]
                 pos += len(rows)
             run = _RUNS.get(sql)
-            if run is not None and len(rows) > 1:
+            if run is not None and len(rows) >= RUN_MIN_ROWS:
                 await writer.execute(_RUN_STATEMENTS[sql], *run.arrays(rows))
+                self.runs_written += 1
             else:
                 await writer.executemany(self._native(sql), rows)
         if self._pending:

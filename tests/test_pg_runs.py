@@ -12,7 +12,7 @@ import pytest
 
 from storage import postgres
 from storage import webhook_tables as tables
-from storage.postgres import PostgresStore
+from storage.postgres import RUN_MIN_ROWS, PostgresStore
 from storage.records import Statement, UnitOfWork
 from storage.sqlite import SqliteStore
 from storage.store import Store
@@ -68,10 +68,18 @@ def settle(delivery_id: int, status: str, attempts: int) -> Statement:
     )
 
 
+PADDING = range(100, 100 + RUN_MIN_ROWS)  # more rows, so that each statement is a run
+
+
 def bookkeeping() -> list[Statement]:
-    """A journal flush's shape: runs of each statement, in the journal's batch order."""
-    inserted = [1, 2, 3, 4, STALE, 13]  # 13 is on the stale partition too
+    """A journal flush's shape: runs of each statement, in the journal's batch order. The
+    cases are below 100; the padding rows (some on the stale partition too) make the runs
+    long enough to be written as runs."""
+    inserted = [1, 2, 3, 4, STALE, 13, *PADDING]  # 13 is on the stale partition too
     writes = [tables.insert_delivery(delivery(i), fence(i)) for i in inserted]
+    writes += [tables.upsert_delivery(delivery(i + 100), fence(i + 100)) for i in PADDING]
+    writes += [attempt(i, 1, 204) for i in PADDING]
+    writes += [settle(i, tables.SUCCEEDED, 1) for i in PADDING]
     writes += [
         tables.upsert_delivery(delivery(20, attempts=1), fence(20)),
         tables.upsert_delivery(delivery(22, attempts=1), fence(22)),
@@ -123,10 +131,10 @@ async def hold_leases(store: Store) -> None:
 async def test_runs_write_what_rows_one_by_one_write(pg_migrated_url: str, tmp_path: Path) -> None:
     writes = bookkeeping()
     # Every statement here is one the store writes as a run (a test of the runs, not of
-    # executemany), and every run has more than one row.
+    # executemany), with enough rows for it.
     runs = {w.sql for w in writes}
     assert runs <= postgres._RUNS.keys() and len(runs) == 4
-    assert all(sum(w.sql == sql for w in writes) > 1 for sql in runs)
+    assert all(sum(w.sql == sql for w in writes) >= RUN_MIN_ROWS for sql in runs)
 
     pg = await PostgresStore.open(pg_migrated_url)
     reference = await SqliteStore.open(str(tmp_path / "reference.db"))
@@ -134,6 +142,7 @@ async def test_runs_write_what_rows_one_by_one_write(pg_migrated_url: str, tmp_p
         for store in (pg, reference):
             await hold_leases(store)
             await store.commit(UnitOfWork(writes=list(writes)))
+        assert pg.runs_written == len(runs)
         deliveries, attempts = await written(pg)
         assert (deliveries, attempts) == await written(reference)
     finally:
@@ -141,7 +150,11 @@ async def test_runs_write_what_rows_one_by_one_write(pg_migrated_url: str, tmp_p
         await reference.close()
 
     by_id = {row[0]: row for row in deliveries}
-    assert sorted(by_id) == [1, 2, 3, 4, 20, 22]  # nothing of the stale partition
+    held = [i for i in PADDING if fence(i)[0] != STALE]
+    upserted = [i + 100 for i in PADDING if fence(i + 100)[0] != STALE]
+    # nothing of the stale partition
+    assert sorted(by_id) == [1, 2, 3, 4, 20, 22, *held, *upserted]
+    assert all(by_id[i][5:7] == (tables.SUCCEEDED, 1) for i in held)
     assert by_id[1][5:7] == (tables.SUCCEEDED, 2)
     assert by_id[2][5:7] == (tables.FAILED, 9)
     assert by_id[20][5:7] == (tables.SUCCEEDED, 2)
@@ -150,10 +163,11 @@ async def test_runs_write_what_rows_one_by_one_write(pg_migrated_url: str, tmp_p
         (1, 2, 204),
         (2, 1, 204),
         (22, 1, 503),
+        *((i, 1, 204) for i in held),
     ]
 
 
-@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("count", [1, RUN_MIN_ROWS])
 async def test_a_run_refused_by_the_server_rolls_back_as_one(
     pg_migrated_url: str, count: int
 ) -> None:
