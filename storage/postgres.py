@@ -163,7 +163,7 @@ def _fence(n: int) -> str:
 _DELIVERY_TYPES = ("bigint", "text", "bigint", "text", "text", "text", "bigint", "float8", "text")
 _FENCE_TYPES = ("bigint", "text", "bigint")
 _RUNS: dict[str, _Unnested] = {
-    tables.settle_delivery_sql(fenced=True): _Unnested(
+    tables.FENCED_SETTLE: _Unnested(
         "webhook_deliveries",
         "UPDATE webhook_deliveries AS d SET status = r.c1, attempts = r.c2,"
         " next_attempt_at = r.c3 FROM unnest({0}) AS r(c1, c2, c3, c4, c5, c6, c7)"
@@ -171,14 +171,14 @@ _RUNS: dict[str, _Unnested] = {
         ("text", "bigint", "float8", "bigint", *_FENCE_TYPES),
         last_by=(3,),
     ),
-    tables.insert_delivery_sql(fenced=True): _fenced_insert_run(
-        tables.insert_delivery_sql(fenced=True), (*_DELIVERY_TYPES, *_FENCE_TYPES), None
+    tables.FENCED_INSERT_DELIVERY: _fenced_insert_run(
+        tables.FENCED_INSERT_DELIVERY, (*_DELIVERY_TYPES, *_FENCE_TYPES), None
     ),
-    tables.upsert_delivery_sql(fenced=True): _fenced_insert_run(
-        tables.upsert_delivery_sql(fenced=True), (*_DELIVERY_TYPES, *_FENCE_TYPES), (0,)
+    tables.FENCED_UPSERT_DELIVERY: _fenced_insert_run(
+        tables.FENCED_UPSERT_DELIVERY, (*_DELIVERY_TYPES, *_FENCE_TYPES), (0,)
     ),
-    tables.record_attempt_sql(fenced=True): _fenced_insert_run(
-        tables.record_attempt_sql(fenced=True),
+    tables.FENCED_UPSERT_ATTEMPT: _fenced_insert_run(
+        tables.FENCED_UPSERT_ATTEMPT,
         (
             *("bigint", "bigint", "text", "text", "text", "text", "text"),
             *("bigint", "float8", "text", "text"),

@@ -38,10 +38,8 @@ Fence = tuple[int, str, int]
 _FENCE = "EXISTS (SELECT 1 FROM delivery_leases WHERE partition = ? AND node_id = ? AND token = ?)"
 
 
-def _fenced_insert(insert: str, fence: Fence | None) -> str:
+def _fenced_insert(insert: str) -> str:
     """``INSERT ... VALUES (...) [ON CONFLICT ...]`` as ``INSERT ... SELECT ... WHERE fence``."""
-    if fence is None:
-        return insert
     head, _, rest = insert.partition(" VALUES (")
     marks, _, conflict = rest.partition(")")
     return f"{head} SELECT {marks} WHERE {_FENCE}{conflict}"
@@ -330,14 +328,15 @@ def _delivery_params(row: DeliveryRow) -> tuple[Any, ...]:
     )
 
 
-def insert_delivery_sql(*, fenced: bool) -> str:
-    return _fenced_insert(_INSERT_DELIVERY, (0, "", 0) if fenced else None)
+# The fenced texts, made once: PostgreSQL writes runs of them as one statement (its store
+# knows them by these texts).
+FENCED_INSERT_DELIVERY = _fenced_insert(_INSERT_DELIVERY)
 
 
 def insert_delivery(row: DeliveryRow, fence: Fence | None = None) -> Statement:
     if fence is None:
         return Statement(_INSERT_DELIVERY, _delivery_params(row))
-    return Statement(_fenced_insert(_INSERT_DELIVERY, fence), (*_delivery_params(row), *fence))
+    return Statement(FENCED_INSERT_DELIVERY, (*_delivery_params(row), *fence))
 
 
 def insert_delivery_of(
@@ -366,8 +365,7 @@ _UPSERT_DELIVERY = (
 )
 
 
-def upsert_delivery_sql(*, fenced: bool) -> str:
-    return _fenced_insert(_UPSERT_DELIVERY, (0, "", 0) if fenced else None)
+FENCED_UPSERT_DELIVERY = _fenced_insert(_UPSERT_DELIVERY)
 
 
 def upsert_delivery(row: DeliveryRow, fence: Fence | None = None) -> Statement:
@@ -375,14 +373,13 @@ def upsert_delivery(row: DeliveryRow, fence: Fence | None = None) -> Statement:
     or when it must be visible to the store: replay, a paused endpoint); later ones update."""
     if fence is None:
         return Statement(_UPSERT_DELIVERY, _delivery_params(row))
-    return Statement(_fenced_insert(_UPSERT_DELIVERY, fence), (*_delivery_params(row), *fence))
+    return Statement(FENCED_UPSERT_DELIVERY, (*_delivery_params(row), *fence))
 
 
 _SETTLE = "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ? WHERE id = ?"
 
 
-def settle_delivery_sql(*, fenced: bool) -> str:
-    return f"{_SETTLE} AND {_FENCE}" if fenced else _SETTLE
+FENCED_SETTLE = f"{_SETTLE} AND {_FENCE}"
 
 
 def settle_delivery(
@@ -396,7 +393,7 @@ def settle_delivery(
     params = (status, attempts, next_attempt_at, delivery_id)
     if fence is None:
         return Statement(_SETTLE, params)
-    return Statement(f"{_SETTLE} AND {_FENCE}", (*params, *fence))
+    return Statement(FENCED_SETTLE, (*params, *fence))
 
 
 _UPSERT_ATTEMPT = codec.upsert(
@@ -407,8 +404,7 @@ _UPSERT_ATTEMPT = codec.upsert(
 )
 
 
-def record_attempt_sql(*, fenced: bool) -> str:
-    return _fenced_insert(_UPSERT_ATTEMPT, (0, "", 0) if fenced else None)
+FENCED_UPSERT_ATTEMPT = _fenced_insert(_UPSERT_ATTEMPT)
 
 
 def record_attempt(
@@ -428,7 +424,7 @@ def record_attempt(
 ) -> Statement:
     """An attempt, written once with its answer (with its delivery's outcome, in one unit)."""
     return Statement(
-        _fenced_insert(_UPSERT_ATTEMPT, fence),
+        _UPSERT_ATTEMPT if fence is None else FENCED_UPSERT_ATTEMPT,
         (
             delivery_id,
             attempt,

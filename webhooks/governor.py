@@ -100,7 +100,6 @@ class Governor:
         own_cpu: Callable[[], float] | None = None,
         process_cpu: Callable[[], float] = time.process_time,
         clock: Callable[[], float] = time.monotonic,
-        cpus: float | None = None,
     ) -> None:
         # Read on the delivery thread: its own CPU time and the HTTP client's threads'.
         self._own_cpu = own_cpu if own_cpu is not None else DeliveryCpu()
@@ -108,7 +107,7 @@ class Governor:
         self._clock = clock
         self._host_cpu: Callable[[], float] | None = None  # None: nobody to defer to
         self._post: Post | None = None
-        self._cpus = usable_cpus() if cpus is None else cpus
+        self._cpus = usable_cpus()
         self._start = 0.0
         self._marks = (0.0, 0.0, 0.0)  # host, own, process CPU at the tick's start
         self._sent = 0.0  # when the probe on its way was posted to the host's loop
