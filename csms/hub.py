@@ -35,6 +35,7 @@ from csms.protocol.state import (
     CoreSettings,
     LookupRequest,
     Lookups,
+    RecentDigests,
 )
 from csms.protocol.timefmt import format_timestamp
 from csms.turns import Turns
@@ -202,7 +203,7 @@ class ChargerHub:
                 last_seen_at=state.last_seen_at,
                 connectors={c.connector_id: c for c in connectors},
                 active={t.id: t for t in active},
-                recent_digests=tuple(digests),
+                recent_digests=RecentDigests.of(digests),
             )
         dropped = runtime.dropped
         if dropped is not None:

@@ -9,6 +9,7 @@ older transaction); the shell asks ``lookups_needed()`` which, fetches them, and
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +24,47 @@ from storage.records import (
 # How many recent meter/stop digests a snapshot keeps to recognise re-sent messages: a
 # charger re-sends what lost its answer, i.e. the last few; 64 bounds memory per charger.
 RECENT_DIGESTS = 64
+DIGEST_CHARS = 24  # a digest of a meter value or stop: 12 bytes of BLAKE2b, in hex
+
+
+@dataclass(frozen=True, slots=True)
+class RecentDigests:
+    """The charger's last ``RECENT_DIGESTS`` digests, oldest first, as one string of
+    fixed-width entries. A lookup is one substring search over contiguous memory; in a
+    tuple, each of the 64 strings compared was an object of its own somewhere on the heap,
+    and with 1,000 chargers those compares missed the CPU cache (perf, ingest N=1000: 4.5%
+    of the server's CPU in the tuple's ``in``)."""
+
+    text: str = ""
+
+    @classmethod
+    def of(cls, digests: Iterable[str]) -> RecentDigests:
+        """From digests as stored; one of another width (no digest this code makes) could
+        never match a new one, so it is left out."""
+        return cls().add([d for d in digests if len(d) == DIGEST_CHARS])
+
+    def __contains__(self, digest: str) -> bool:
+        text = self.text
+        at = text.find(digest)
+        while at >= 0:
+            if at % DIGEST_CHARS == 0:  # on an entry's start, not across two entries
+                return True
+            at = text.find(digest, at + 1)
+        return False
+
+    def __len__(self) -> int:
+        return len(self.text) // DIGEST_CHARS
+
+    def __iter__(self) -> Iterator[str]:
+        text = self.text
+        return (text[i : i + DIGEST_CHARS] for i in range(0, len(text), DIGEST_CHARS))
+
+    def add(self, digests: list[str]) -> RecentDigests:
+        """These (each ``DIGEST_CHARS`` long) after the ones kept, the oldest dropped."""
+        if not digests:
+            return self
+        text = self.text + "".join(digests)
+        return RecentDigests(text[-RECENT_DIGESTS * DIGEST_CHARS :])
 
 
 class RegistrationStatus:
@@ -56,7 +98,7 @@ class ChargerSnapshot:
     last_seen_at: str | None = None
     connectors: dict[int, Connector] = field(default_factory=dict)
     active: dict[int, Transaction] = field(default_factory=dict)  # by transaction id
-    recent_digests: tuple[str, ...] = ()  # meter values and stops already recorded
+    recent_digests: RecentDigests = RecentDigests()  # meter values and stops recorded
     # Actions a Pending charger may send because a TriggerMessage asked for them (4.2).
     triggered: frozenset[str] = frozenset()
     # Accepted RemoteStartTransaction commands not yet matched by a StartTransaction.

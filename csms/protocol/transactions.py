@@ -17,7 +17,7 @@ from csms.protocol.authorization import id_tag_info
 from csms.protocol.evolve import evolve
 from csms.protocol.meter import normalise
 from csms.protocol.outcome import Ctx, DomainEvent, Outcome, bad_value, is_int
-from csms.protocol.state import JSON, RECENT_DIGESTS, ChargerSnapshot, Lookups, RemoteStart
+from csms.protocol.state import DIGEST_CHARS, JSON, ChargerSnapshot, Lookups, RemoteStart
 from csms.protocol.timefmt import canonical_timestamp, format_timestamp, parse_timestamp
 from storage.records import MeterSample, Record, Transaction, TransactionProgress, UnknownStop
 
@@ -101,7 +101,7 @@ def meter_values(snap: ChargerSnapshot, payload: JSON, ctx: Ctx) -> Outcome:
         return Outcome(snapshot=snap, reply={})  # every element was recorded before
     rows: list[Record] = samples  # type: ignore[assignment]
     reading = normalise(fresh)
-    recent = _recent(snap.recent_digests, digests)
+    recent = snap.recent_digests.add(digests)
     if tx is not None and tx.active:
         register = reading.get("energyWh")
         energy = (
@@ -309,15 +309,14 @@ def _digest(value: Any) -> str:
         data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # an integer beyond 64 bits
         data = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
+    return hashlib.blake2b(data, digest_size=DIGEST_CHARS // 2).hexdigest()
 
 
 def _new_samples(
     snap: ChargerSnapshot, meter_value: list[JSON], connector_id: int, tx_id: Any
 ) -> tuple[list[JSON], list[MeterSample], list[str]] | None:
     """The meterValue elements not recorded before, their rows and digests; None if a
-    timestamp is bad. (The recent digests are scanned, not made a set: a set of 64 per
-    message cost more than the scan.)"""
+    timestamp is bad."""
     recent = snap.recent_digests
     fresh: list[JSON] = []
     rows: list[MeterSample] = []
@@ -345,20 +344,10 @@ def _new_samples(
     return fresh, rows, digests
 
 
-def _recent(recent: tuple[str, ...], digests: list[str]) -> tuple[str, ...]:
-    """``(*recent, *digests)[-RECENT_DIGESTS:]``, without the tuple of both first."""
-    drop = len(recent) + len(digests) - RECENT_DIGESTS
-    if drop <= 0:
-        return recent + tuple(digests)
-    if drop <= len(recent):
-        return recent[drop:] + tuple(digests)
-    return tuple(digests[-RECENT_DIGESTS:])
-
-
 def _remember(snap: ChargerSnapshot, digests: list[str]) -> ChargerSnapshot:
     if not digests:
         return snap
-    return evolve(snap, recent_digests=_recent(snap.recent_digests, digests))
+    return evolve(snap, recent_digests=snap.recent_digests.add(digests))
 
 
 def _put_reading(data: JSON, reading: dict[str, float | str]) -> None:
