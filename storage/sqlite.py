@@ -126,7 +126,13 @@ class Checkpointer:
     either way: a committed transaction is in the WAL before its commit returns.
     """
 
-    INTERVAL = 0.25
+    # A checkpoint copies each page the WAL holds once, however many commits rewrote it
+    # since the last: at 1,000 chargers every commit touches each one's last index pages,
+    # so checkpointing less often copies fewer pages per event. Every 1 s instead of 0.25 s
+    # (4 commits apart at ingest N=1000): server CPU per MeterValues 98.9 -> 94.7 us
+    # (medians of 3 alternating runs); a synthetic replay of those batches, checkpoint CPU
+    # per row 14.1 -> 8.4 us. The WAL grows to ~60 MB between checkpoints under that load.
+    INTERVAL = 1.0
 
     def __init__(self, path: str, commits: Callable[[], int]) -> None:
         self._path = path
