@@ -307,27 +307,14 @@ class ChargerHub:
         before = runtime.snapshot
         if core.lookups_needed(before, call) or not runtime.lock.try_take():
             return False
-        try:
-            now = self.clock()
-            outcome = core.handle(
-                before, call, NO_LOOKUPS, now=now, ids=self.ids, settings=self.settings
-            )
-            after, unit = core.finish(before, outcome, stamp=format_timestamp(now), ids=self.ids)
-            if self.tracing:
-                unit.put(*self._trace(charger_id, call, outcome))
-            written = self.store.submit(unit)
-        except BaseException:
-            runtime.lock.give_back()
-            raise
 
-        def settled(future: asyncio.Future[None]) -> None:
-            error = None if future.cancelled() else future.exception()
-            if future.cancelled() or error is not None:
+        def settled(error: BaseException | None) -> None:
+            if error is not None:
                 self._drop(runtime, before)
             else:
                 runtime.snapshot = after
             runtime.lock.give_back()
-            if future.cancelled() or isinstance(error, SequenceTaken):
+            if isinstance(error, SequenceTaken):
                 # Another node wrote the charger meanwhile: compute it again from the store.
                 task = asyncio.ensure_future(self.handle_call(charger_id, call))
                 task.add_done_callback(lambda done: reply_to(_reply_of(charger_id, call, done)))
@@ -341,7 +328,18 @@ class ChargerHub:
             else:
                 reply_to(outcome.reply)
 
-        written.add_done_callback(settled)
+        try:
+            now = self.clock()
+            outcome = core.handle(
+                before, call, NO_LOOKUPS, now=now, ids=self.ids, settings=self.settings
+            )
+            after, unit = core.finish(before, outcome, stamp=format_timestamp(now), ids=self.ids)
+            if self.tracing:
+                unit.put(*self._trace(charger_id, call, outcome))
+            self.store.submit_then(unit, settled)
+        except BaseException:
+            runtime.lock.give_back()
+            raise
         return True
 
     async def _handle_call(self, charger_id: str, call: Call) -> Any:

@@ -59,6 +59,8 @@ _RECENT_METER_DIGESTS = (
 
 # Called with the events of a commit and the pos of the first (the others follow it).
 CommitListener = Callable[[Sequence[Event], int], None]
+# Called once a submitted unit is durable (None) or not (the error ``commit()`` would raise).
+Settled = Callable[[BaseException | None], None]
 
 
 class Store(ABC):
@@ -73,7 +75,7 @@ class Store(ABC):
     url: str  # as configured, for messages
 
     def __init__(self) -> None:
-        self._pending: list[tuple[UnitOfWork, asyncio.Future[None]]] = []
+        self._pending: list[tuple[UnitOfWork, asyncio.Future[None] | Settled]] = []
         self._wakeup = asyncio.Event()
         self._listeners: list[CommitListener] = []
         self._committer: asyncio.Task[None] | None = None
@@ -175,6 +177,17 @@ class Store(ABC):
             self._wakeup.set()
         return future
 
+    def submit_then(self, unit: UnitOfWork, settled: Settled) -> None:
+        """Queue the unit like ``submit``; the committer calls ``settled`` itself once the
+        batch is written, with no future and no turn of the loop in between (those cost ~2
+        us per MeterValues, measured). ``settled`` never runs before this returns."""
+        if not unit or self._closed:
+            error = RuntimeError("store is closed") if unit else None
+            asyncio.get_running_loop().call_soon(_tell, settled, error)
+            return
+        self._pending.append((unit, settled))
+        self._wakeup.set()
+
     async def _run_committer(self) -> None:
         while True:
             await self._wakeup.wait()
@@ -185,20 +198,21 @@ class Store(ABC):
             elif self._closed:
                 return
 
-    async def _write_batch(self, batch: list[tuple[UnitOfWork, asyncio.Future[None]]]) -> None:
+    async def _write_batch(
+        self, batch: list[tuple[UnitOfWork, asyncio.Future[None] | Settled]]
+    ) -> None:
         try:
             first_pos = await self._transaction([unit for unit, _ in batch])
         except StoreUnavailable as exc:
             # Not the units' fault: writing them one by one would only wait out the outage
             # once per unit. Every caller hears of it now (and may try again).
             log.warning("commit of %d units failed: %s", len(batch), exc)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(StoreUnavailable(str(exc)))
+            for _, waiter in batch:
+                _settle(waiter, StoreUnavailable(str(exc)))
             return
         except Exception as exc:
             if len(batch) == 1:
-                _, future = batch[0]
+                _, waiter = batch[0]
                 if self._sequence_taken(exc):
                     error: Exception = SequenceTaken(
                         "another writer committed this charger's next event first"
@@ -206,17 +220,15 @@ class Store(ABC):
                 else:
                     log.exception("commit failed")
                     error = _commit_error()
-                if not future.done():
-                    future.set_exception(error)
+                _settle(waiter, error)
                 return
             # One bad unit must not fail the others: write them one by one.
             for item in batch:
                 await self._write_batch([item])
             return
         events = [w for unit, _ in batch for w in unit.writes if isinstance(w, Event)]
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
+        for _, waiter in batch:
+            _settle(waiter, None)
         if events:
             for listener in self._listeners:
                 try:
@@ -508,6 +520,25 @@ class StoreUnavailable(RuntimeError):
 class SequenceTaken(RuntimeError):
     """A unit was computed from a charger's state that another writer (another node, or an
     API call) moved on meanwhile: nothing of it was written; compute it again from the store."""
+
+
+def _settle(waiter: asyncio.Future[None] | Settled, error: BaseException | None) -> None:
+    """Tell a submitted unit's waiter how its commit went."""
+    if isinstance(waiter, asyncio.Future):
+        if not waiter.done():
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+    else:
+        _tell(waiter, error)
+
+
+def _tell(settled: Settled, error: BaseException | None) -> None:
+    try:
+        settled(error)
+    except Exception:
+        log.exception("a committed unit's callback failed")
 
 
 def _commit_error() -> RuntimeError:

@@ -9,7 +9,7 @@ import itertools
 from storage import open_store
 from storage import webhook_tables as tables
 from storage.records import Event, EventFilter, IdTag, UnitOfWork
-from storage.store import Store
+from storage.store import SequenceTaken, Store
 
 STAMP = "2026-02-06T14:30:00.000Z"
 _ids = itertools.count(1)
@@ -121,3 +121,37 @@ async def test_type_globs_and_case_insensitive_id_tags_read_alike(store_url: str
         assert await store.get_id_tag("tag-ä1") is None  # non-ASCII letters do not
     finally:
         await store.close()
+
+
+async def test_submit_then_tells_each_unit_how_its_commit_went(store_url: str) -> None:
+    """The hot path's group commit (``Store.submit_then``): each callback hears None once its
+    unit is durable, or the error ``commit()`` would raise; never before ``submit_then``
+    returns; a refused unit fails only itself."""
+    store = await open_store(store_url)
+    loop = asyncio.get_running_loop()
+    heard: dict[str, asyncio.Future[BaseException | None]] = {}
+
+    def submit(name: str, unit: UnitOfWork) -> None:
+        heard[name] = loop.create_future()
+        store.submit_then(unit, heard[name].set_result)
+        assert not heard[name].done()  # not from inside submit_then
+
+    try:
+        await store.commit(UnitOfWork().put(event("CP-1", 1)))
+        submit("fresh", UnitOfWork().put(event("CP-1", 2)))
+        submit("taken", UnitOfWork().put(event("CP-1", 1)))  # that sequence is written
+        submit("other", UnitOfWork().put(event("CP-2", 1)))
+        submit("empty", UnitOfWork())
+        outcomes = dict(
+            zip(heard, await asyncio.wait_for(asyncio.gather(*heard.values()), 30), strict=True)
+        )
+        assert outcomes["fresh"] is None and outcomes["other"] is None
+        assert outcomes["empty"] is None
+        assert isinstance(outcomes["taken"], SequenceTaken)
+        rows = await store.fetch_all("SELECT charger_id, sequence FROM events ORDER BY pos")
+        assert sorted(tuple(r) for r in rows) == [("CP-1", 1), ("CP-1", 2), ("CP-2", 1)]
+    finally:
+        await store.close()
+    closed: asyncio.Future[BaseException | None] = loop.create_future()
+    store.submit_then(UnitOfWork().put(event("CP-3", 1)), closed.set_result)
+    assert isinstance(await asyncio.wait_for(closed, 5), RuntimeError)
