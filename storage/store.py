@@ -12,6 +12,7 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from storage import sqlite_rows as codec
@@ -75,7 +76,7 @@ class Store(ABC):
     url: str  # as configured, for messages
 
     def __init__(self) -> None:
-        self._pending: list[tuple[UnitOfWork, asyncio.Future[None] | Settled]] = []
+        self._pending: list[tuple[UnitOfWork, Settled]] = []
         self._wakeup = asyncio.Event()
         self._listeners: list[CommitListener] = []
         self._committer: asyncio.Task[None] | None = None
@@ -173,7 +174,7 @@ class Store(ABC):
         elif self._closed:
             future.set_exception(RuntimeError("store is closed"))
         else:
-            self._pending.append((unit, future))
+            self._pending.append((unit, partial(_resolve, future)))
             self._wakeup.set()
         return future
 
@@ -198,21 +199,19 @@ class Store(ABC):
             elif self._closed:
                 return
 
-    async def _write_batch(
-        self, batch: list[tuple[UnitOfWork, asyncio.Future[None] | Settled]]
-    ) -> None:
+    async def _write_batch(self, batch: list[tuple[UnitOfWork, Settled]]) -> None:
         try:
             first_pos = await self._transaction([unit for unit, _ in batch])
         except StoreUnavailable as exc:
             # Not the units' fault: writing them one by one would only wait out the outage
             # once per unit. Every caller hears of it now (and may try again).
             log.warning("commit of %d units failed: %s", len(batch), exc)
-            for _, waiter in batch:
-                _settle(waiter, StoreUnavailable(str(exc)))
+            for _, settled in batch:
+                _tell(settled, StoreUnavailable(str(exc)))
             return
         except Exception as exc:
             if len(batch) == 1:
-                _, waiter = batch[0]
+                _, settled = batch[0]
                 if self._sequence_taken(exc):
                     error: Exception = SequenceTaken(
                         "another writer committed this charger's next event first"
@@ -220,15 +219,15 @@ class Store(ABC):
                 else:
                     log.exception("commit failed")
                     error = _commit_error()
-                _settle(waiter, error)
+                _tell(settled, error)
                 return
             # One bad unit must not fail the others: write them one by one.
             for item in batch:
                 await self._write_batch([item])
             return
         events = [w for unit, _ in batch for w in unit.writes if isinstance(w, Event)]
-        for _, waiter in batch:
-            _settle(waiter, None)
+        for _, settled in batch:
+            _tell(settled, None)
         if events:
             for listener in self._listeners:
                 try:
@@ -522,16 +521,14 @@ class SequenceTaken(RuntimeError):
     API call) moved on meanwhile: nothing of it was written; compute it again from the store."""
 
 
-def _settle(waiter: asyncio.Future[None] | Settled, error: BaseException | None) -> None:
-    """Tell a submitted unit's waiter how its commit went."""
-    if isinstance(waiter, asyncio.Future):
-        if not waiter.done():
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(error)
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """``submit``'s future, unless its caller gave up on it (cancelled)."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
     else:
-        _tell(waiter, error)
+        future.set_exception(error)
 
 
 def _tell(settled: Settled, error: BaseException | None) -> None:
