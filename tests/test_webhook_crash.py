@@ -108,17 +108,18 @@ async def test_sigkill_with_pending_deliveries_loses_nothing(store_url):
 
 @asynccontextmanager
 async def hanging_receiver(port: int, heads: int) -> AsyncIterator[asyncio.Event]:
-    """Answers the first ``heads`` POSTs with 200, then takes POSTs and never answers; the
-    event is set once ``heads`` of those came (the second head of each stream)."""
+    """Answers each charger's first event with 200 and never answers the others; the event is
+    set once ``heads`` of those came (the second head of each stream). It goes by the event,
+    not by arrival order: one stream's second POST may arrive before another's first."""
     arrived, never = asyncio.Event(), asyncio.Event()
-    count = 0
+    hanging = 0
 
     async def hang(request: web.Request) -> web.Response:
-        nonlocal count
-        count += 1
-        if count <= heads:
+        nonlocal hanging
+        if (await request.json())["sequence"] == 1:
             return web.Response(status=200)
-        if count >= 2 * heads:
+        hanging += 1
+        if hanging >= heads:
             arrived.set()
         await never.wait()
         return web.Response(status=500)
