@@ -16,6 +16,8 @@ from tests.test_webhook_poster import endpoint, post, poster, site
 from webhooks.governor import (
     CLIENT_THREAD_NAMES,
     LAG_BUSY,
+    MAX_OVER,
+    SHARE,
     TICK,
     DeliveryCpu,
     Governor,
@@ -94,6 +96,44 @@ def test_under_pressure_delivery_keeps_its_share_then_waits_for_the_next_tick():
     h.run(TICK * 0.4, host=0.5, own=0.5)  # 30% of a tick now: over
     assert g.pause() == pytest.approx(TICK * 0.4)
     assert g.held == pytest.approx(TICK * 0.4)
+
+
+SPAN = TICK * 1.001  # a tick and a hair: clear of float rounding at the tick's end
+
+
+def test_what_delivery_used_past_its_share_is_taken_off_the_next_ticks():
+    """POSTs released at a tick's start are answered (and recorded) after the hold: their
+    cost past the share comes off the next ticks, so that over time delivery takes its share
+    of the core, not the share plus its requests in flight."""
+    h = Host()
+    g = h.governor()
+    h.run(SPAN, host=0.5, own=0.5, lag=0.05)
+    assert g.pause() == 0.0 and g.pressed
+    h.run(SPAN, host=0.4, own=0.6, lag=0.05)  # a pressed tick at 0.6 of the core: 0.35 over
+    assert g.pause() == pytest.approx(TICK)  # more than a tick's share owed: held at once
+    h.run(SPAN, host=0.9, own=0.1, lag=0.05)  # held, answers still coming: 0.15 paid back
+    assert g.pause() == 0.0  # 0.2 of a tick owed: 0.05 of its share left
+    h.run(TICK * 0.03, host=0.0, own=1.0)
+    assert g.pause() == 0.0
+    h.run(TICK * 0.03, host=0.0, own=1.0)  # past it
+    assert g.pause() == pytest.approx(TICK * 0.94)
+
+
+def test_the_carry_is_bounded_and_forgotten_once_the_host_keeps_up():
+    h = Host()
+    g = h.governor()
+    h.run(SPAN, host=0.5, own=0.5, lag=0.05)
+    g.pause()
+    for _ in range(5):  # far over its share, tick after tick
+        h.run(SPAN, host=0.1, own=0.9, lag=0.05)
+        g.pause()
+    assert g._over == pytest.approx(MAX_OVER)
+    h.run(SPAN, host=0.3, own=0.7, lag=LAG_BUSY / 4)  # the host keeps up again
+    assert g.pause() == 0.0 and not g.pressed
+    h.run(SPAN, host=0.5, own=0.5, lag=0.05)  # pressed again: nothing owed from before
+    assert g.pause() == 0.0 and g.pressed
+    h.run(TICK * SHARE * 0.8, host=0.0, own=1.0)
+    assert g.pause() == 0.0
 
 
 def test_a_probe_not_run_by_the_end_of_the_tick_counts_as_behind():
