@@ -40,6 +40,7 @@ from csms.tokens import FIRST_TOKEN_ID, TokenCheck, create_token
 from storage import display_url, open_store
 from storage.cluster import ClusterTables
 from storage.migrations import NewerSchemaError
+from storage.pacing import CommitPacer
 from storage.store import Store
 from webhooks import Catalog, DeliveryConfig
 from webhooks.secretbox import SecretBoxError
@@ -87,6 +88,9 @@ class Csms:
         except NewerSchemaError as exc:
             raise StartError(f"storage.url {display_url(settings.storage.url)}: {exc}") from None
         stack.push_async_callback(store.close)
+        # Chargers' messages come one by one under an open loop: while the process is busy,
+        # their commits wait a few ms for company (storage/pacing.py).
+        store.pacer = CommitPacer()
         tokens = TokenCheck(settings.api.tokens, store)
         core_settings = CoreSettings(
             authorization=settings.ocpp.authorization,

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 from storage import sqlite_rows as codec
+from storage.pacing import CommitPacer
 from storage.records import (
     ApiToken,
     ChargerRegistration,
@@ -81,6 +82,10 @@ class Store(ABC):
         self._listeners: list[CommitListener] = []
         self._committer: asyncio.Task[None] | None = None
         self._closed = False
+        # Commits wait a little for more units while the process is busy (storage/pacing.py);
+        # None: every commit begins at once. For the charger-facing store, whose commits
+        # come one per message under an open loop.
+        self.pacer: CommitPacer | None = None
 
     # -- what each backend provides ------------------------------------------------------
 
@@ -192,9 +197,16 @@ class Store(ABC):
     async def _run_committer(self) -> None:
         while True:
             await self._wakeup.wait()
+            pacer = self.pacer
+            if pacer is not None and not self._closed:
+                wait = pacer.wait()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # more units come meanwhile: one commit for all
             self._wakeup.clear()
             batch, self._pending = self._pending, []
             if batch:
+                if pacer is not None:
+                    pacer.began()
                 await self._write_batch(batch)
             elif self._closed:
                 return
