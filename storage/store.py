@@ -9,6 +9,7 @@ dialect differences (glob and case-insensitive matches) as small hooks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from storage import sqlite_rows as codec
-from storage.pacing import CommitPacer
+from storage.pacing import ENOUGH, CommitPacer
 from storage.records import (
     ApiToken,
     ChargerRegistration,
@@ -86,6 +87,7 @@ class Store(ABC):
         # None: every commit begins at once. For the charger-facing store, whose commits
         # come one per message under an open loop.
         self.pacer: CommitPacer | None = None
+        self._enough = asyncio.Event()  # set once ENOUGH units are pending: no more waiting
 
     # -- what each backend provides ------------------------------------------------------
 
@@ -152,6 +154,7 @@ class Store(ABC):
         """Write what is queued, then stop taking units."""
         self._closed = True
         self._wakeup.set()
+        self._enough.set()  # a commit waiting for company begins now
         if self._committer is not None:
             await self._committer
 
@@ -181,6 +184,8 @@ class Store(ABC):
         else:
             self._pending.append((unit, partial(_resolve, future)))
             self._wakeup.set()
+            if len(self._pending) >= ENOUGH:
+                self._enough.set()
         return future
 
     def submit_then(self, unit: UnitOfWork, settled: Settled) -> None:
@@ -193,16 +198,21 @@ class Store(ABC):
             return
         self._pending.append((unit, settled))
         self._wakeup.set()
+        if len(self._pending) >= ENOUGH:
+            self._enough.set()
 
     async def _run_committer(self) -> None:
         while True:
             await self._wakeup.wait()
+            self._wakeup.clear()  # units that come while it waits or writes wake it again
             pacer = self.pacer
-            if pacer is not None and not self._closed:
+            if pacer is not None and not self._closed and len(self._pending) < ENOUGH:
                 wait = pacer.wait()
-                if wait > 0:
-                    await asyncio.sleep(wait)  # more units come meanwhile: one commit for all
-            self._wakeup.clear()
+                if wait > 0:  # more units come meanwhile: one commit for all
+                    self._enough.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await self._enough.wait()
             batch, self._pending = self._pending, []
             if batch:
                 if pacer is not None:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from storage import open_store
-from storage.pacing import BUSY, CALM, MAX_GAP, WINDOW, CommitPacer, gap_for
+from storage.pacing import BUSY, CALM, ENOUGH, MAX_GAP, WINDOW, CommitPacer, gap_for
 from storage.records import Event, UnitOfWork
 from tests.test_store_backends import event
 
@@ -104,3 +104,58 @@ async def test_a_busy_store_gathers_units_that_came_apart_into_one_commit(
             assert later[0] == [2]
     finally:
         await store.close()
+
+
+async def test_enough_units_pending_begin_a_commit_at_once(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A closed loop of a few chargers (each waits for its answer before it sends again)
+    must not wait out the gap: once ENOUGH units are pending the commit begins. The gap is
+    widened to 5 s: waiting it out would fail the test."""
+    monkeypatch.setattr("storage.pacing.MAX_GAP", 5.0)
+    store = await open_store(store_url)
+    offset = 0.0
+
+    def clock() -> float:  # the process's CPU clock too: one core, all of it used
+        return time.monotonic() + offset
+
+    store.pacer = CommitPacer(cpus=1.0, process_cpu=clock, clock=clock)
+    offset = WINDOW
+    try:
+        await store.commit(UnitOfWork().put(event("CP-1", 1)))
+        few = store.submit(UnitOfWork().put(event("CP-1", 2)))
+        await asyncio.sleep(0)  # a turn of the loop: the committer starts waiting
+        assert not few.done()
+        rest = [store.submit(UnitOfWork().put(event(f"CP-{n}", 1))) for n in range(2, ENOUGH + 1)]
+        await asyncio.wait_for(asyncio.gather(few, *rest), 2.5)
+    finally:
+        await store.close()
+
+
+async def test_closing_a_store_whose_commit_waits_for_company_writes_it_at_once(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Close does not wait out the gap (5 s here), and the unit waiting is written."""
+    monkeypatch.setattr("storage.pacing.MAX_GAP", 5.0)
+    store = await open_store(store_url)
+    offset = 0.0
+
+    def clock() -> float:
+        return time.monotonic() + offset
+
+    store.pacer = CommitPacer(cpus=1.0, process_cpu=clock, clock=clock)
+    offset = WINDOW
+    try:
+        await store.commit(UnitOfWork().put(event("CP-1", 1)))
+        waiting = store.submit(UnitOfWork().put(event("CP-1", 2)))
+        await asyncio.sleep(0)  # a turn of the loop: the committer starts waiting
+        assert not waiting.done()
+    finally:
+        await asyncio.wait_for(store.close(), 2.5)
+    assert waiting.done() and waiting.exception() is None
+    reopened = await open_store(store_url)
+    try:
+        rows = await reopened.fetch_all("SELECT sequence FROM events ORDER BY pos")
+        assert [r[0] for r in rows] == [1, 2]
+    finally:
+        await reopened.close()
