@@ -182,10 +182,7 @@ class Store(ABC):
         elif self._closed:
             future.set_exception(RuntimeError("store is closed"))
         else:
-            self._pending.append((unit, partial(_resolve, future)))
-            self._wakeup.set()
-            if len(self._pending) >= ENOUGH:
-                self._enough.set()
+            self._queue(unit, partial(_resolve, future))
         return future
 
     def submit_then(self, unit: UnitOfWork, settled: Settled) -> None:
@@ -196,10 +193,13 @@ class Store(ABC):
             error = RuntimeError("store is closed") if unit else None
             asyncio.get_running_loop().call_soon(_tell, settled, error)
             return
+        self._queue(unit, settled)
+
+    def _queue(self, unit: UnitOfWork, settled: Settled) -> None:
         self._pending.append((unit, settled))
         self._wakeup.set()
         if len(self._pending) >= ENOUGH:
-            self._enough.set()
+            self._enough.set()  # a commit waiting for company need not wait longer
 
     async def _run_committer(self) -> None:
         while True:

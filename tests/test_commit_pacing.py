@@ -67,6 +67,19 @@ def test_busy_is_a_share_of_the_cpus_the_process_may_use():
     assert p.gap == pytest.approx(MAX_GAP)
 
 
+def busy_pacer() -> CommitPacer:
+    """A pacer that has read a whole window of one core fully used: its gap is MAX_GAP. Its
+    clocks are the wall clock (the committer waits in real time), shifted by that window."""
+    offset = 0.0
+
+    def clock() -> float:  # the process's CPU clock too
+        return time.monotonic() + offset
+
+    pacer = CommitPacer(cpus=1.0, process_cpu=clock, clock=clock)
+    offset = WINDOW
+    return pacer
+
+
 @pytest.mark.parametrize("paced", [True, False], ids=["paced", "unpaced"])
 async def test_a_busy_store_gathers_units_that_came_apart_into_one_commit(
     store_url: str, monkeypatch: pytest.MonkeyPatch, paced: bool
@@ -80,14 +93,8 @@ async def test_a_busy_store_gathers_units_that_came_apart_into_one_commit(
     store = await open_store(store_url)
     commits: list[tuple[float, list[Event]]] = []
     store.add_commit_listener(lambda events, _: commits.append((time.monotonic(), events)))
-    offset = 0.0
-
-    def clock() -> float:  # the process's CPU clock too: one core, all of it used
-        return time.monotonic() + offset
-
     if paced:
-        store.pacer = CommitPacer(cpus=1.0, process_cpu=clock, clock=clock)
-        offset = WINDOW  # a window has passed, all of it busy
+        store.pacer = busy_pacer()
     try:
         await store.commit(UnitOfWork().put(event("CP-1", 1)))
         started = time.monotonic()
@@ -114,13 +121,7 @@ async def test_enough_units_pending_begin_a_commit_at_once(
     widened to 5 s: waiting it out would fail the test."""
     monkeypatch.setattr("storage.pacing.MAX_GAP", 5.0)
     store = await open_store(store_url)
-    offset = 0.0
-
-    def clock() -> float:  # the process's CPU clock too: one core, all of it used
-        return time.monotonic() + offset
-
-    store.pacer = CommitPacer(cpus=1.0, process_cpu=clock, clock=clock)
-    offset = WINDOW
+    store.pacer = busy_pacer()
     try:
         await store.commit(UnitOfWork().put(event("CP-1", 1)))
         few = store.submit(UnitOfWork().put(event("CP-1", 2)))
@@ -138,13 +139,7 @@ async def test_closing_a_store_whose_commit_waits_for_company_writes_it_at_once(
     """Close does not wait out the gap (5 s here), and the unit waiting is written."""
     monkeypatch.setattr("storage.pacing.MAX_GAP", 5.0)
     store = await open_store(store_url)
-    offset = 0.0
-
-    def clock() -> float:
-        return time.monotonic() + offset
-
-    store.pacer = CommitPacer(cpus=1.0, process_cpu=clock, clock=clock)
-    offset = WINDOW
+    store.pacer = busy_pacer()
     try:
         await store.commit(UnitOfWork().put(event("CP-1", 1)))
         waiting = store.submit(UnitOfWork().put(event("CP-1", 2)))
